@@ -1,0 +1,26 @@
+# cimspice — the two set-up commands are `make install` and `make test`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install test demo validate bench
+
+install:
+	@if ! command -v ngspice >/dev/null 2>&1; then \
+		echo "ngspice not found: installing it with apt"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ngspice; \
+	else echo "ngspice present: $$(command -v ngspice)"; fi
+	$(PIP) install -e '.[dev]'
+
+test:
+	$(PYTHON) -m pytest
+
+demo:
+	mkdir -p demo
+	cimspice datasets make dvs-bars -o demo/bars.npz --n 60 --seed 0
+	cimspice evaluate --dataset demo/bars.npz -o demo/run
+
+validate:
+	cimspice validate
+
+bench:
+	$(PYTHON) bench/simulate_speed.py
