@@ -1,0 +1,127 @@
+"""Result files (HDF5, DESIGN §6), always written atomically: temp file + rename.
+
+Layout::
+
+    /                attrs: cimspice_version, ngspice_version, created, config (TOML), seed, source
+    /events          t (µs), c (input row), u (amplitude) of the transformed events
+    /sample_times    (M,) s
+    /states/ideal    (S, M, N)      /states/spice (S, M, N) when simulated
+    /waveforms/...   optional traces (time, w+ and w- per state), compressed
+    /model/B, taus, groups, G_plus, G_minus, G_rram_plus, G_rram_minus, r_tia, gains
+    /labels          (S,) when known
+    /metrics         attrs: state_nrmse, wall_time_s, spice_time_s, n_events, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{path}: output directory {parent} does not exist; create it or choose another -o")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{path}: output directory {parent} is not writable; choose another -o")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@dataclass
+class Result:
+    """In-memory image of one result file."""
+
+    sample_times: np.ndarray
+    ideal: np.ndarray                    # (S, M, N)
+    spice: np.ndarray | None = None      # (S, M, N)
+    events: dict | None = None           # {'t','c','u'} arrays
+    model: dict = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    metrics: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    waveforms: dict = field(default_factory=dict)
+
+
+def write_result(path: str | Path, result: Result) -> None:
+    """Write ``result`` to ``path`` (HDF5) atomically; deterministic apart from attrs['created']."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.attrs["cimspice_version"] = __version__
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            for k, v in result.attrs.items():
+                f.attrs[k] = v
+            if result.events is not None:
+                g = f.create_group("events")
+                for k, v in result.events.items():
+                    g.create_dataset(k, data=np.asarray(v))
+            f.create_dataset("sample_times", data=np.asarray(result.sample_times, dtype=float))
+            st = f.create_group("states")
+            st.create_dataset("ideal", data=np.asarray(result.ideal, dtype=float))
+            if result.spice is not None:
+                st.create_dataset("spice", data=np.asarray(result.spice, dtype=float))
+            if result.waveforms:
+                wg = f.create_group("waveforms")
+                for k, v in result.waveforms.items():
+                    wg.create_dataset(k, data=np.asarray(v), compression="gzip", compression_opts=4)
+            mg = f.create_group("model")
+            for k, v in result.model.items():
+                if isinstance(v, str):
+                    mg.attrs[k] = v
+                else:
+                    mg.create_dataset(k, data=np.asarray(v))
+            if result.labels is not None:
+                f.create_dataset("labels", data=np.asarray(result.labels, dtype=np.int64))
+            met = f.create_group("metrics")
+            for k, v in result.metrics.items():
+                met.attrs[k] = v
+
+
+def read_result(path: str | Path) -> Result:
+    """Read a result file written by :func:`write_result`."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable cimspice HDF5 result ({exc}); run `cimspice simulate` to make one") from None
+    with f:
+        if "states" not in f or "ideal" not in f["states"]:
+            raise InputError(f"{path}: field '/states/ideal' missing; not a cimspice result file")
+        res = Result(
+            sample_times=f["sample_times"][()],
+            ideal=f["states/ideal"][()],
+            spice=f["states/spice"][()] if "spice" in f["states"] else None,
+            events={k: f["events"][k][()] for k in f["events"]} if "events" in f else None,
+            model={**{k: f["model"][k][()] for k in f["model"]}, **dict(f["model"].attrs)} if "model" in f else {},
+            labels=f["labels"][()] if "labels" in f else None,
+            metrics=dict(f["metrics"].attrs) if "metrics" in f else {},
+            attrs=dict(f.attrs),
+            waveforms={k: f["waveforms"][k][()] for k in f["waveforms"]} if "waveforms" in f else {},
+        )
+    return res
