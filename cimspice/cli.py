@@ -50,6 +50,40 @@ def events():
     """Inspect event files."""
 
 
+@events.command("info")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--index", "-i", type=int, default=None,
+              help="Sample index in a multi-sample file (dataset .npz, SHD .h5).")
+@click.option("--sort", is_flag=True, help="Sort unsorted events by t instead of failing.")
+@friendly_errors
+def events_info(file, index, sort):
+    """Print what to check first in an event FILE: count, duration, channels, rate, label."""
+    from . import events as ev
+
+    s = ev.event_stats(ev.load_events(file, index=index, sort=sort))
+    w, h, p = s["sensor_size"]
+    n = s["events"]
+    rate = "n/a (single instant)" if s["rate_hz"] != s["rate_hz"] else f"{s['rate_hz']:.1f} ev/s"
+    label = "none" if s["label"] is None else str(s["label"])
+    if s["class_name"]:
+        label += f" ({s['class_name']})"
+    rows = [
+        ("file", file + ("" if index is None else f" [sample {index}]")),
+        ("kind", s["kind"]),
+        ("events", str(n)),
+        ("duration", f"{s['duration_ms']:.3f} ms (t = {s['t_first_us']} .. "
+                     f"{s['t_last_us']} us)"),
+        ("sensor size", f"{w} x {h} x {p}" + (" (W, H, P)" if s["kind"] == "vision"
+                                              else " (C, 1, P)")),
+        ("channels used", f"{s['channels_used']} of {s['n_channels']}"),
+        ("event rate", rate),
+        ("polarity", f"ON {s['n_on']} ({100 * s['n_on'] / n:.1f} %), OFF {s['n_off']}"),
+        ("label", label),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:14s} {value}")
+
+
 @main.group()
 def datasets():
     """Built-in, offline-generated event datasets."""

@@ -74,7 +74,7 @@ class CircuitConfig:
     levels: int = 0               # conductance quantisation levels (0 = analog)
     v_in: float = 0.2             # row pulse amplitude, V
     access: str = "nmos"          # 'nmos' (1T1R) | 'none' (1R, plain resistors)
-    v_gate: float = 3.3           # word-line voltage, V
+    v_gate: float = 1.8           # word-line voltage, V
     compensate_access: bool = True  # program RRAM so the cell (RRAM + transistor) hits the target
     r_wire: float = 0.0           # ohm per wire segment on rows and columns (0 = ideal wires)
     rram_read_nl: float = 0.0     # sinh read nonlinearity of the RRAM cells, 1/V

@@ -137,6 +137,10 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
 
     out.append("* ---- projection crossbar: differential 1T1R column pairs ----")
     rnl = _g(c.rram_read_nl)
+    from .devices import NMOSParams
+
+    nm = NMOSParams()
+    wl = f"w={_g(nm.w)} l={_g(nm.l)}"
     for n in range(n_st):
         for side, g_rram in (("p", mapping.g_rram_plus), ("m", mapping.g_rram_minus)):
             col = f"col{n}{side}"
@@ -146,11 +150,14 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
                     rnode, cnode = f"row{r}", col
                 else:
                     rnode, cnode = f"row{r}_c{n}{side}", f"{col}_r{r}"
-                if c.access == "nmos":
-                    out.append(f"xr{cell} {rnode} m{cell} rram g={_g(g_rram[r, n])} rnl={rnl}")
-                    out.append(f"mn{cell} m{cell} wl {cnode} 0 nacc")
+                mid = f"m{cell}" if c.access == "nmos" else cnode
+                if c.rram_read_nl == 0:
+                    # linear RRAM: a plain resistor is exact and far cheaper than a B-source
+                    out.append(f"rr{cell} {rnode} {mid} {_g(1.0 / g_rram[r, n])}")
                 else:
-                    out.append(f"xr{cell} {rnode} {cnode} rram g={_g(g_rram[r, n])} rnl={rnl}")
+                    out.append(f"xr{cell} {rnode} {mid} rram g={_g(g_rram[r, n])} rnl={rnl}")
+                if c.access == "nmos":
+                    out.append(f"mn{cell} m{cell} wl {cnode} 0 nacc {wl}")
     if c.r_wire > 0:
         out.append("* ---- wire segments (one per cell on rows and columns) ----")
         cols = [f"{n}{s}" for n in range(n_st) for s in ("p", "m")]

@@ -316,6 +316,7 @@ class RidgeReadout(_Readout):
             self.alpha_ = float(grid[self.cv_scores_ >= best].max())
         else:
             self.alpha_ = float(self.alpha)
+            self.__dict__.pop("cv_scores_", None)  # no stale CV result from an earlier fit
 
         self.scaler_ = Standardizer.fit(X) if self.standardize else None
         Xs = self.scaler_.transform(X) if self.scaler_ is not None else X
@@ -344,7 +345,7 @@ class RidgeReadout(_Readout):
             s, Vt, UtY = _svd_parts(Xtr - x_mean, Y[tr] - y_mean)
             P = (Xte - x_mean) @ Vt.T                                         # (V, r)
             D = _shrink(s, grid)                                              # (A, r)
-            pred = np.einsum("vr,ar,rt->avt", P, D, UtY) + y_mean             # (A, V, T)
+            pred = P @ (D[:, :, None] * UtY) + y_mean                         # (A, V, T)
             if self.scoring == "mse":
                 scores[f] = -np.mean((pred - Y[te]) ** 2, axis=(1, 2))
             else:
@@ -375,16 +376,19 @@ def _binary_loss_grad(w, X, y01, l2):
 
 
 def _multinomial_loss_grad(w, X, Y, l2):
-    """Mean multinomial cross-entropy + l2/2 ‖W‖²; w = ravel of (K, F+1) [W | b]."""
+    """Mean multinomial cross-entropy + l2/2 ‖W‖²; w = [W.ravel() (K·F), b (K)].
+
+    W is kept as a contiguous block: NumPy's matmul falls off BLAS (~15x slower, measured)
+    for a column-sliced view of a stacked [W | b] array.
+    """
     K = Y.shape[1]
-    Wb = w.reshape(K, -1)
-    W, b = Wb[:, :-1], Wb[:, -1]
+    W = w[:-K].reshape(K, -1)
+    b = w[-K:]
     Z = X @ W.T + b
     lse = special.logsumexp(Z, axis=1)  # stable log-sum-exp
     loss = np.mean(lse - np.sum(Y * Z, axis=1)) + 0.5 * l2 * np.sum(W * W)
     G = (np.exp(Z - lse[:, None]) - Y) / X.shape[0]  # softmax - onehot, (S, K)
-    grad = np.concatenate([G.T @ X + l2 * W, G.sum(axis=0)[:, None]], axis=1)
-    return loss, grad.ravel()
+    return loss, np.concatenate([(G.T @ X + l2 * W).ravel(), G.sum(axis=0)])
 
 
 class LogisticReadout(_Readout):
@@ -441,9 +445,9 @@ class LogisticReadout(_Readout):
             warnings.warn(f"LogisticReadout.fit: L-BFGS-B stopped at max_iter={self.max_iter} "
                           f"before reaching tol={self.tol}; raise max_iter or lower C",
                           RuntimeWarning, stacklevel=2)
-        Wb = res.x.reshape(1 if K == 2 else K, F + 1)
-        self.coef_ = Wb[:, :-1].copy()
-        self.intercept_ = Wb[:, -1].copy()
+        T = 1 if K == 2 else K
+        self.coef_ = res.x[:-T].reshape(T, F).copy()
+        self.intercept_ = res.x[-T:].copy()
         if K > 2:
             self.intercept_ -= self.intercept_.mean()
         self.classes_ = classes

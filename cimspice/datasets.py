@@ -1,0 +1,577 @@
+"""Built-in event datasets, generated offline from a seed in a few seconds.
+
+Three generators (``DATASETS``):
+
+- ``dvs-bars``: a bright bar sweeps across a small DVS (default 16x16, ON/OFF) in one of four
+  directions at a slow or a fast speed (8 classes = direction x speed). Telling the speeds apart
+  needs memory of ~10-50 ms.
+- ``dvs-digits``: scikit-learn's bundled ``load_digits`` images (a few classes), upsampled and
+  moved along three N-MNIST-style saccades.
+- ``audio-chirps``: class-specific frequency sweeps (up/down, low/high band) in noise, through a
+  log-spaced band-pass filterbank, envelope, send-on-delta spikes (SHD-like, ``p = 1``).
+
+Both DVS datasets use one log-intensity change detector (ESIM/v2e style): per-pixel ON/OFF
+contrast thresholds with Gaussian mismatch (fixed per dataset seed: one "sensor"), linear
+interpolation of crossing times between rendered frames, a per-pixel refractory period, and
+Poisson background events.
+
+Determinism: sample ``i`` is drawn from ``default_rng(SeedSequence(seed, spawn_key=(0, i)))``, so it
+is the same whatever ``n`` is. Labels are ``i % n_classes`` (balanced). The split is fixed and
+stratified: the ``k``-th sample of a class (``k = i // n_classes``) is a test sample iff
+``k % 4 == 1`` (75/25 train/test; ``split`` is int8, 0 = train, 1 = test). ``dvs-digits`` also
+keeps train and test images disjoint (sklearn images of each class, every 4th one is test-only).
+
+File layout (:func:`save_dataset`, one ``.npz``, readable with ``np.load(allow_pickle=False)``):
+``events`` (all samples concatenated, each sample sorted by ``t`` in µs from its own start),
+``offsets`` (S+1 int64), ``labels`` (S int64), ``split`` (S int8), ``sensor_size`` (int64, tonic
+style: vision ``(W, H, 2)``, audio ``(C, 1, 1)``), ``classes`` (unicode), ``name`` (0-d unicode),
+``seed`` (0-d int64), ``params`` (0-d unicode JSON of the generator parameters; ``duration_us``
+in it is the nominal stream length, which is longer than the last event).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import InputError
+from .events import AUDIO_DTYPE, VISION_DTYPE
+
+SPLIT_TRAIN = 0
+SPLIT_TEST = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters (frozen dataclasses; every field can be overridden through make_dataset(**params))
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DvsParams:
+    """Change-detector settings shared by the DVS generators (log-intensity units, µs, Hz)."""
+
+    threshold: float = 0.4          # nominal ON and OFF contrast threshold (log intensity)
+    threshold_sigma: float = 0.05   # relative per-pixel mismatch (std / nominal)
+    refractory_us: float = 1000.0   # per-pixel dead time after an emitted event
+    noise_hz: float = 0.5           # background events per pixel per second (both polarities)
+    frame_us: float = 500.0         # rendering step; crossings are interpolated inside it
+
+
+@dataclass(frozen=True)
+class BarsParams(DvsParams):
+    """``dvs-bars``: a bright bar on a dark background sweeping across the sensor."""
+
+    size: int = 16                      # sensor width = height, pixels
+    duration_us: int = 150_000          # stream length
+    crossing_ms: tuple = (100.0, 40.0)  # sweep time across the sensor, one entry per speed class
+    speed_jitter: float = 0.08          # relative std of the sweep time
+    start_ms: tuple = (5.0, 25.0)       # uniform range of the time the bar enters the sensor
+    start_anywhere: bool = False        # enter uniformly in [0, duration - sweep] instead
+    angle_jitter_deg: float = 8.0       # std of the direction around 0/90/180/270 degrees
+    bar_width: float = 3.0              # pixels (jittered +-20 %)
+    edge_sigma: float = 0.6             # optical blur of the bar edges, pixels
+    background: float = 0.25            # intensities (arbitrary units, > 0)
+    foreground: float = 0.8
+
+
+@dataclass(frozen=True)
+class DigitsParams(DvsParams):
+    """``dvs-digits``: sklearn digits moved along three saccades (N-MNIST style)."""
+
+    size: int = 16                      # sensor width = height, pixels
+    digits: tuple = (0, 1, 2, 3)        # sklearn classes used, in label order
+    digit_size: int = 12                # the 8x8 image is upsampled to this many pixels
+    duration_us: int = 150_000
+    saccade_ms: float = 45.0            # duration of each of the three saccades
+    saccade_px: float = 1.5             # saccade amplitude, pixels (jittered +-20 %)
+    start_ms: tuple = (0.0, 10.0)       # uniform range of the first saccade's start
+    position_jitter_px: float = 1.0     # uniform +- initial offset of the digit
+    rotation_jitter_deg: float = 15.0   # std of the saccade triangle's orientation
+    background: float = 0.1
+    foreground: float = 1.0
+
+
+@dataclass(frozen=True)
+class ChirpsParams:
+    """``audio-chirps``: frequency sweeps -> filterbank -> log envelope -> send-on-delta spikes."""
+
+    n_channels: int = 16
+    f_min_hz: float = 200.0             # filterbank centre frequencies, log spaced
+    f_max_hz: float = 5000.0
+    sample_rate_hz: float = 16000.0
+    duration_us: int = 150_000
+    sweeps_hz: tuple = ((250.0, 1000.0), (1000.0, 250.0), (1000.0, 4000.0), (4000.0, 1000.0))
+    freq_jitter: float = 0.1            # relative std of the sweep end points
+    sweep_ms: tuple = (60.0, 100.0)     # uniform range of the sweep duration
+    start_ms: tuple = (5.0, 40.0)       # uniform range of the sweep onset
+    snr_db: tuple = (10.0, 20.0)        # uniform range of the tone-to-white-noise power ratio
+    envelope_hz: float = 100.0          # low-pass cut-off of the rectified band signals
+    envelope_floor: float = 0.02        # added before the log (sets the noise sensitivity)
+    delta: float = 0.3                  # send-on-delta step of the log envelope
+    delta_sigma: float = 0.05           # per-channel relative mismatch of delta
+    refractory_us: float = 1000.0
+    frame_us: float = 250.0             # envelope resampling step for the delta encoder
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset container and registry
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EventDataset:
+    """A generated dataset: concatenated events plus per-sample offsets, labels and split."""
+
+    name: str
+    events: np.ndarray        # structured (VISION_DTYPE or AUDIO_DTYPE), per-sample sorted by t
+    offsets: np.ndarray       # (S+1,) int64
+    labels: np.ndarray        # (S,) int64
+    split: np.ndarray         # (S,) int8, 0 = train, 1 = test
+    sensor_size: tuple        # (W, H, P) or (C, 1, 1)
+    classes: tuple            # class names, index = label
+    seed: int
+    params: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+    def sample_events(self, i: int) -> np.ndarray:
+        """Events of sample ``i`` (a view), t in µs from the sample's start."""
+        return self.events[self.offsets[i]:self.offsets[i + 1]]
+
+    @property
+    def duration_us(self) -> int:
+        """Nominal stream length of every sample (µs)."""
+        return int(self.params["duration_us"])
+
+    def as_arrays(self) -> dict:
+        """The arrays written by :func:`save_dataset` (no object arrays)."""
+        return {
+            "events": self.events,
+            "offsets": np.asarray(self.offsets, dtype=np.int64),
+            "labels": np.asarray(self.labels, dtype=np.int64),
+            "split": np.asarray(self.split, dtype=np.int8),
+            "sensor_size": np.asarray(self.sensor_size, dtype=np.int64),
+            "classes": np.asarray(self.classes, dtype=str),
+            "name": np.asarray(self.name, dtype=str),
+            "seed": np.asarray(self.seed, dtype=np.int64),
+            "params": np.asarray(json.dumps(self.params, sort_keys=True), dtype=str),
+        }
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Registry entry: what ``cimspice datasets list`` shows and how to generate."""
+
+    name: str
+    description: str
+    params_type: type
+    classes: Callable[[object], tuple]          # params -> class names
+    sensor_size: Callable[[object], tuple]      # params -> sensor size
+    sample: Callable                            # (params, label, is_test, rng, context) -> events
+    context: Callable[[object, int], object]    # (params, seed) -> shared per-dataset state
+    default_n: int = 200
+
+
+def _sample_rng(seed: int, i: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, i)))
+
+
+def _sensor_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+
+
+# --------------------------------------------------------------------------------------------
+# DVS change detector
+# --------------------------------------------------------------------------------------------
+
+def _thresholds(rng: np.random.Generator, shape: tuple, nominal: float, sigma: float):
+    """Per-pixel ON and OFF thresholds with Gaussian mismatch, floored at 20 % of nominal."""
+    th = nominal * (1.0 + sigma * rng.standard_normal((2,) + shape))
+    return np.maximum(th, 0.2 * nominal)
+
+
+def _change_events(logi: np.ndarray, frame_us: float, th_on: np.ndarray, th_off: np.ndarray,
+                   refractory_us: float) -> tuple:
+    """Log-intensity change detector on frames ``logi`` (T+1, P) taken every ``frame_us``.
+
+    Each pixel remembers a reference level (reset to frame 0). When the signal moves one ON
+    (OFF) threshold above (below) it, the reference moves by that threshold and an event is
+    stamped at the linearly interpolated crossing time. A crossing within ``refractory_us`` of
+    the pixel's last emitted event is not emitted (the reference still moves: the change is lost,
+    as in a pixel held in reset). Returns (t_us float, pixel index, polarity) unsorted.
+    """
+    n_frames, n_pix = logi.shape
+    ref = logi[0].copy()
+    last = np.full(n_pix, -np.inf)
+    out_t, out_i, out_p = [], [], []
+    th_min = min(th_on.min(), th_off.min())
+    # Only frames where some pixel can cross are visited: cheap pre-screen on the raw signal.
+    for k in range(1, n_frames):
+        cur = logi[k]
+        d = cur - ref
+        if np.abs(d).max() < th_min:
+            continue
+        prev = logi[k - 1]
+        t0 = (k - 1) * frame_us
+        for pol, th, sign in ((1, th_on, 1.0), (0, th_off, -1.0)):
+            idx = np.flatnonzero(sign * d >= th)
+            while idx.size:
+                level = ref[idx] + sign * th[idx]
+                step = cur[idx] - prev[idx]
+                safe = np.where(step == 0.0, 1.0, step)
+                frac = np.clip(np.where(step == 0.0, 1.0, (level - prev[idx]) / safe), 0.0, 1.0)
+                te = t0 + frac * frame_us
+                ok = te - last[idx] >= refractory_us
+                out_t.append(te[ok])
+                out_i.append(idx[ok])
+                out_p.append(np.full(int(ok.sum()), pol, dtype=np.int8))
+                last[idx[ok]] = te[ok]
+                ref[idx] = level
+                idx = idx[sign * (cur[idx] - ref[idx]) >= th[idx]]
+    if not out_t:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8)
+    return np.concatenate(out_t), np.concatenate(out_i), np.concatenate(out_p)
+
+
+def _vision_events(logi: np.ndarray, p: DvsParams, sensor: dict, duration_us: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Frames (T+1, H, W) of log intensity -> sorted VISION_DTYPE events incl. background noise."""
+    n_frames, h, w = logi.shape
+    t, pix, pol = _change_events(logi.reshape(n_frames, h * w), p.frame_us,
+                                 sensor["th_on"], sensor["th_off"], p.refractory_us)
+    n_noise = rng.poisson(p.noise_hz * h * w * duration_us * 1e-6)
+    t = np.concatenate([t, rng.uniform(0.0, duration_us, n_noise)])
+    pix = np.concatenate([pix, rng.integers(0, h * w, n_noise)])
+    pol = np.concatenate([pol, rng.integers(0, 2, n_noise).astype(np.int8)])
+    t_us = np.minimum(np.rint(t).astype(np.int64), duration_us - 1)
+    order = np.argsort(t_us, kind="stable")
+    ev = np.empty(order.size, dtype=VISION_DTYPE)
+    ev["t"] = t_us[order]
+    ev["x"] = pix[order] % w
+    ev["y"] = pix[order] // w
+    ev["p"] = pol[order]
+    return ev
+
+
+def _frame_times(duration_us: int, frame_us: float) -> np.ndarray:
+    n = int(np.ceil(duration_us / frame_us))
+    return np.arange(n + 1) * frame_us
+
+
+def _dvs_context(p: DvsParams, seed: int) -> dict:
+    th = _thresholds(_sensor_rng(seed), (p.size * p.size,), p.threshold, p.threshold_sigma)
+    return {"th_on": th[0], "th_off": th[1]}
+
+
+# --------------------------------------------------------------------------------------------
+# dvs-bars
+# --------------------------------------------------------------------------------------------
+
+_DIRECTIONS = ("right", "down", "left", "up")   # angle 0, 90, 180, 270 deg (y grows downwards)
+
+
+def _bars_classes(p: BarsParams) -> tuple:
+    speeds = ["slow", "fast"] if len(p.crossing_ms) == 2 else [f"v{j}" for j in
+                                                               range(len(p.crossing_ms))]
+    return tuple(f"{d}-{s}" for s in speeds for d in _DIRECTIONS)
+
+
+def _bars_sample(p: BarsParams, label: int, is_test: bool, rng: np.random.Generator,
+                 sensor: dict) -> np.ndarray:
+    from scipy.special import erf
+
+    direction, speed = label % 4, label // 4
+    angle = np.deg2rad(90.0 * direction + p.angle_jitter_deg * rng.standard_normal())
+    ux, uy = np.cos(angle), np.sin(angle)
+    width = p.bar_width * rng.uniform(0.8, 1.2)
+    # Path length: from fully outside one side to fully outside the other, along (ux, uy).
+    half = 0.5 * (p.size - 1) * (abs(ux) + abs(uy))
+    travel = 2 * half + width + 4 * p.edge_sigma
+    crossing_us = 1e3 * p.crossing_ms[speed] * max(0.3, 1 + p.speed_jitter * rng.standard_normal())
+    if p.start_anywhere:
+        t_enter = rng.uniform(0.0, max(p.duration_us - crossing_us, 0.0))
+    else:
+        t_enter = 1e3 * rng.uniform(*p.start_ms)
+    v = travel / crossing_us                               # px / µs
+    c = 0.5 * (p.size - 1)
+    yy, xx = np.mgrid[0:p.size, 0:p.size]
+    u = ((xx - c) * ux + (yy - c) * uy).ravel()            # coordinate along the motion
+    t = _frame_times(p.duration_us, p.frame_us)
+    centre = -half - 0.5 * width - 2 * p.edge_sigma + v * (t - t_enter)
+    d = u[None, :] - centre[:, None]
+    s = np.sqrt(2.0) * p.edge_sigma
+    profile = 0.5 * (erf((d + 0.5 * width) / s) - erf((d - 0.5 * width) / s))
+    logi = np.log(p.background + (p.foreground - p.background) * profile)
+    return _vision_events(logi.reshape(t.size, p.size, p.size), p, sensor, p.duration_us, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# dvs-digits
+# --------------------------------------------------------------------------------------------
+
+def _digits_context(p: DigitsParams, seed: int) -> dict:
+    from scipy.ndimage import gaussian_filter, zoom
+    from sklearn.datasets import load_digits
+
+    ctx = _dvs_context(p, seed)
+    data = load_digits()
+    images, target = data.images / 16.0, data.target
+    pools = {}
+    for label, digit in enumerate(p.digits):
+        idx = np.flatnonzero(target == digit)
+        is_test = (np.arange(idx.size) % 4) == 1        # disjoint train/test images
+        pools[(label, False)] = idx[~is_test]
+        pools[(label, True)] = idx[is_test]
+    ctx["images"] = images
+    ctx["pools"] = pools
+    # Upsampled, slightly blurred canvases are made lazily per image index (cheap, ~20 µs).
+    ctx["upsample"] = lambda img: np.clip(
+        gaussian_filter(zoom(img, p.digit_size / 8.0, order=1), 0.5), 0.0, 1.0)
+    return ctx
+
+
+def _digits_sample(p: DigitsParams, label: int, is_test: bool, rng: np.random.Generator,
+                   ctx: dict) -> np.ndarray:
+    from scipy.ndimage import map_coordinates
+
+    pool = ctx["pools"][(label, is_test)]
+    img = ctx["upsample"](ctx["images"][pool[rng.integers(pool.size)]])
+    pad = 0.5 * (p.size - img.shape[0])
+    # Saccade path: an equilateral triangle (segments at 60, 180, 300 deg) closing on itself.
+    rot = np.deg2rad(p.rotation_jitter_deg * rng.standard_normal())
+    amp = p.saccade_px * rng.uniform(0.8, 1.2, 3)
+    ang = rot + np.deg2rad([60.0, 180.0, 300.0])
+    seg = np.stack([amp * np.cos(ang), amp * np.sin(ang)], axis=1)
+    seg[2] = -(seg[0] + seg[1])                      # close the triangle exactly
+    start = rng.uniform(-p.position_jitter_px, p.position_jitter_px, 2)
+    vertices = start + np.vstack([np.zeros(2), np.cumsum(seg, axis=0)])
+    seg_us = 1e3 * p.saccade_ms * rng.uniform(0.9, 1.1, 3)
+    knots = 1e3 * rng.uniform(*p.start_ms) + np.concatenate([[0.0], np.cumsum(seg_us)])
+    t = _frame_times(p.duration_us, p.frame_us)
+    ox = np.interp(t, knots, vertices[:, 0])
+    oy = np.interp(t, knots, vertices[:, 1])
+    yy, xx = np.mgrid[0:p.size, 0:p.size]
+    rows = yy.ravel()[None, :] - pad - oy[:, None]
+    cols = xx.ravel()[None, :] - pad - ox[:, None]
+    val = map_coordinates(img, [rows.ravel(), cols.ravel()], order=1, mode="constant", cval=0.0)
+    logi = np.log(p.background + (p.foreground - p.background) * val)
+    return _vision_events(logi.reshape(t.size, p.size, p.size), p, ctx, p.duration_us, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# audio-chirps
+# --------------------------------------------------------------------------------------------
+
+def _chirps_classes(p: ChirpsParams) -> tuple:
+    def name(f0, f1):
+        return f"{'up' if f1 > f0 else 'down'}-{int(round(min(f0, f1)))}-{int(round(max(f0, f1)))}"
+    return tuple(name(f0, f1) for f0, f1 in p.sweeps_hz)
+
+
+def _chirps_context(p: ChirpsParams, seed: int) -> dict:
+    from scipy.signal import butter
+
+    centres = np.geomspace(p.f_min_hz, p.f_max_hz, p.n_channels)
+    ratio = (p.f_max_hz / p.f_min_hz) ** (1.0 / max(p.n_channels - 1, 1))
+    edge = np.sqrt(ratio)          # adjacent bands meet at their geometric mid-points
+    nyq = 0.5 * p.sample_rate_hz
+    sos = [butter(2, [fc / edge, min(fc * edge, 0.95 * nyq)], btype="bandpass",
+                  fs=p.sample_rate_hz, output="sos") for fc in centres]
+    env = butter(2, p.envelope_hz, btype="lowpass", fs=p.sample_rate_hz, output="sos")
+    th = _thresholds(_sensor_rng(seed), (p.n_channels,), p.delta, p.delta_sigma)
+    return {"centres": centres, "sos": sos, "env": env, "th_on": th[0], "th_off": th[1]}
+
+
+def _chirps_sample(p: ChirpsParams, label: int, is_test: bool, rng: np.random.Generator,
+                   ctx: dict) -> np.ndarray:
+    from scipy.signal import sosfilt
+
+    fs = p.sample_rate_hz
+    n = int(round(p.duration_us * 1e-6 * fs))
+    t = np.arange(n) / fs
+    f0, f1 = np.asarray(p.sweeps_hz[label], float) * np.exp(p.freq_jitter *
+                                                            rng.standard_normal(2))
+    dur = 1e-3 * rng.uniform(*p.sweep_ms)
+    onset = 1e-3 * rng.uniform(*p.start_ms)
+    tau = np.clip((t - onset) / dur, 0.0, 1.0)
+    freq = f0 * (f1 / f0) ** tau                         # exponential sweep: steady in log-f
+    phase = 2 * np.pi * np.cumsum(freq) / fs + rng.uniform(0, 2 * np.pi)
+    ramp = 0.005                                         # 5 ms raised-cosine on/off ramps
+    a = np.clip(np.minimum(t - onset, onset + dur - t) / ramp, 0.0, 1.0)
+    gate = 0.5 - 0.5 * np.cos(np.pi * a)
+    tone = gate * np.sin(phase)
+    snr = 10 ** (rng.uniform(*p.snr_db) / 10.0)
+    x = tone + np.sqrt(0.5 / snr) * rng.standard_normal(n)   # tone power 0.5 while on
+    bands = np.stack([sosfilt(s, x) for s in ctx["sos"]])   # (C, n)
+    env = sosfilt(ctx["env"], np.abs(bands), axis=1)
+    step = max(1, int(round(p.frame_us * 1e-6 * fs)))
+    env = np.maximum(env[:, ::step], 0.0)
+    frame_us = step / fs * 1e6
+    logi = np.log(env + p.envelope_floor).T                 # (frames, C)
+    te, ch, pol = _change_events(logi, frame_us, ctx["th_on"], ctx["th_off"], p.refractory_us)
+    keep = pol == 1                                          # onset (rising) spikes only
+    t_us = np.minimum(np.rint(te[keep]).astype(np.int64), p.duration_us - 1)
+    ch = ch[keep]
+    order = np.lexsort((ch, t_us))
+    ev = np.empty(order.size, dtype=AUDIO_DTYPE)
+    ev["t"] = t_us[order]
+    ev["x"] = ch[order]
+    ev["p"] = 1
+    return ev
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "dvs-bars": DatasetInfo(
+        name="dvs-bars",
+        description="bar sweeping across a DVS in 4 directions x 2 speeds (100 ms vs 40 ms)",
+        params_type=BarsParams,
+        classes=_bars_classes,
+        sensor_size=lambda p: (p.size, p.size, 2),
+        sample=_bars_sample,
+        context=_dvs_context,
+    ),
+    "dvs-digits": DatasetInfo(
+        name="dvs-digits",
+        description="sklearn digits moved along 3 saccades (N-MNIST style), DVS events",
+        params_type=DigitsParams,
+        classes=lambda p: tuple(str(d) for d in p.digits),
+        sensor_size=lambda p: (p.size, p.size, 2),
+        sample=_digits_sample,
+        context=_digits_context,
+    ),
+    "audio-chirps": DatasetInfo(
+        name="audio-chirps",
+        description="up/down frequency sweeps in noise -> band-pass bank -> onset spikes",
+        params_type=ChirpsParams,
+        classes=_chirps_classes,
+        sensor_size=lambda p: (p.n_channels, 1, 1),
+        sample=_chirps_sample,
+        context=_chirps_context,
+    ),
+}
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Registry entries in a stable order."""
+    return [DATASETS[k] for k in sorted(DATASETS)]
+
+
+def _unknown(name: str) -> InputError:
+    return InputError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+
+
+def dataset_params(name: str, **params):
+    """The parameter dataclass of dataset ``name`` with ``params`` overriding the defaults."""
+    if name not in DATASETS:
+        raise _unknown(name)
+    ptype = DATASETS[name].params_type
+    names = {f.name for f in dataclasses.fields(ptype)}
+    bad = sorted(set(params) - names)
+    if bad:
+        raise InputError(f"dataset {name}: unknown parameter {bad[0]!r}; valid parameters: "
+                         f"{', '.join(sorted(names))}")
+    # JSON round trips turn tuples into lists; keep dataclasses hashable and comparable.
+    fixed = {k: _as_tuple(v) for k, v in params.items()}
+    return ptype(**fixed)
+
+
+def _as_tuple(v):
+    if isinstance(v, (list, tuple)):
+        return tuple(_as_tuple(x) for x in v)
+    return v
+
+
+def _check_params(name: str, p) -> None:
+    for f in dataclasses.fields(p):
+        v = getattr(p, f.name)
+        flat = np.asarray(v, dtype=float).ravel() if not isinstance(v, str) else np.zeros(1)
+        if not np.all(np.isfinite(flat)):
+            raise InputError(f"dataset {name}: parameter {f.name}={v!r} is not finite; "
+                             f"give a finite number")
+    positive = ("threshold", "frame_us", "duration_us", "size", "delta", "sample_rate_hz",
+                "n_channels", "digit_size", "saccade_ms", "envelope_hz", "bar_width")
+    for k in positive:
+        if hasattr(p, k) and not getattr(p, k) > 0:
+            raise InputError(f"dataset {name}: parameter {k}={getattr(p, k)!r} must be > 0")
+    if isinstance(p, BarsParams) and (len(p.crossing_ms) < 1 or min(p.crossing_ms) <= 0):
+        raise InputError(f"dataset {name}: crossing_ms={p.crossing_ms!r} must be positive "
+                         f"sweep times in ms, e.g. (100, 40)")
+    if isinstance(p, DigitsParams):
+        if not p.digits or not set(p.digits) <= set(range(10)) or len(set(p.digits)) != len(
+                p.digits):
+            raise InputError(f"dataset {name}: digits={p.digits!r} must be distinct digits "
+                             f"0-9, e.g. (0, 1, 2, 3)")
+        if p.digit_size > p.size:
+            raise InputError(f"dataset {name}: digit_size={p.digit_size} exceeds size="
+                             f"{p.size}; use digit_size <= size")
+    if isinstance(p, ChirpsParams):
+        if not 0 < p.f_min_hz < p.f_max_hz < 0.5 * p.sample_rate_hz / np.sqrt(
+                (p.f_max_hz / p.f_min_hz) ** (1 / max(p.n_channels - 1, 1))):
+            raise InputError(f"dataset {name}: need 0 < f_min_hz < f_max_hz with the top band "
+                             f"below Nyquist ({0.5 * p.sample_rate_hz:g} Hz); lower f_max_hz")
+        if not p.sweeps_hz or any(len(s) != 2 or min(s) <= 0 for s in p.sweeps_hz):
+            raise InputError(f"dataset {name}: sweeps_hz must be (f_start, f_end) pairs in Hz")
+
+
+def make_dataset(name: str, n: int | None = None, seed: int = 0, **params) -> EventDataset:
+    """Generate ``n`` samples (default: the dataset's ``default_n``) of dataset ``name``.
+
+    ``params`` override fields of the dataset's parameter dataclass (see ``DATASETS[name]``).
+    Same ``(name, n, seed, params)`` -> identical arrays; sample ``i`` does not depend on ``n``.
+    """
+    p = dataset_params(name, **params)
+    _check_params(name, p)
+    info = DATASETS[name]
+    classes = info.classes(p)
+    n = info.default_n if n is None else int(n)
+    if n < len(classes):
+        raise InputError(f"dataset {name}: n={n} is smaller than the number of classes "
+                         f"({len(classes)}); use n >= {len(classes)} (>= {2 * len(classes)} "
+                         f"for a test split)")
+    seed = int(seed)
+    if seed < 0:
+        raise InputError(f"dataset {name}: seed={seed} must be >= 0")
+    ctx = info.context(p, seed)
+    idx = np.arange(n)
+    labels = (idx % len(classes)).astype(np.int64)
+    split = (((idx // len(classes)) % 4) == 1).astype(np.int8)
+    samples = [info.sample(p, int(labels[i]), bool(split[i]), _sample_rng(seed, i), ctx)
+               for i in range(n)]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([s.size for s in samples])
+    return EventDataset(
+        name=name,
+        events=np.concatenate(samples),
+        offsets=offsets,
+        labels=labels,
+        split=split,
+        sensor_size=tuple(int(v) for v in info.sensor_size(p)),
+        classes=classes,
+        seed=seed,
+        params=json.loads(json.dumps(dataclasses.asdict(p))),
+    )
+
+
+def save_dataset(path: str | os.PathLike, ds: EventDataset) -> Path:
+    """Write ``ds`` to one uncompressed ``.npz`` atomically (temp file + ``os.replace``)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise InputError(f"{path}: dataset files must end in .npz; rename the output")
+    if not path.parent.exists():
+        raise InputError(f"{path}: directory {path.parent} does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **ds.as_arrays())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
