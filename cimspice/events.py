@@ -678,34 +678,6 @@ def save_events(path, sample: EventSample) -> None:
     _atomic_write(path, write)
 
 
-def save_dataset(path, dataset: EventDataset) -> None:
-    """Write a dataset ``.npz`` readable with NumPy alone (``params`` as JSON text), atomically."""
-    path = Path(path)
-    arrays = {
-        "events": np.ascontiguousarray(dataset.events),
-        "offsets": np.asarray(dataset.offsets, np.int64),
-        "labels": np.asarray(dataset.labels, np.int64),
-        "sensor_size": np.asarray(dataset.sensor_size, np.int64),
-        "classes": np.array(list(dataset.classes), dtype=str),
-        "params": np.str_(json.dumps(dataset.params, sort_keys=True, default=_json_default)),
-    }
-    if dataset.split is not None:
-        arrays["split"] = np.asarray(dataset.split)
-
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    _atomic_write(path, write)
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"cannot store {type(o).__name__} in dataset params")
-
-
 # --------------------------------------------------------------------------- transforms
 
 @dataclass(frozen=True)
@@ -969,7 +941,7 @@ def make_schedule(t_us, c, n_rows: int, *, t_p: float = 100e-6, t_rise: float = 
     # PulseSchedule.occupied() computes it, so the min_gap guarantee holds bit for bit.
     for r, o in zip(rows, ons):
         if r == cur:
-            width = t_p
+            width = m * t_p if extend else t_p
             if (o - half) - (head + width + half) < min_gap:
                 if merge == "drop":
                     n_dropped += 1

@@ -94,26 +94,12 @@ def compensate_access(g_target: np.ndarray, v_in: float, cfg: Config) -> np.ndar
         return np.array(g_target, dtype=float)
     nmos = devices.NMOSParams()
     uniq, inverse = np.unique(np.asarray(g_target, dtype=float), return_inverse=True)
-    solved = np.array([_rram_for_current(v_in, g * v_in, c.v_gate, nmos, c.rram_read_nl) for g in uniq])
+    if devices.nmos_level1_current(c.v_gate, c.v_in, nmos) <= float(uniq.max()) * v_in:
+        raise ConfigError(f"config: [circuit] v_gate={c.v_gate:g} V: the access transistor cannot pass "
+                          f"g_max * v_in at v_in={v_in:g} V; raise v_gate or lower g_max/v_in")
+    solved = np.array([devices.rram_for_cell_current(v_in, g * v_in, c.v_gate, nmos, rnl=c.rram_read_nl)
+                       for g in uniq])
     return solved[inverse].reshape(np.shape(g_target))
-
-
-def _rram_for_current(v: float, i_target: float, vg: float, nmos, rnl: float) -> float:
-    """RRAM conductance (S) for which the 1T1R cell at row voltage ``v`` draws ``i_target``.
-
-    The transistor fixes the internal node: I_nmos(vg, vd) = i_target gives vd (monotonic in
-    vd on [0, v]), then g = i_target / I_rram_unit(v - vd).
-    """
-    from scipy.optimize import brentq
-
-    from . import devices
-
-    if devices.nmos_level1_current(vg, v, nmos) <= i_target:
-        raise ConfigError(f"config: [circuit] v_gate={vg:g} V: the access transistor cannot pass "
-                          f"{i_target:.3g} A at v_in={v:g} V; raise v_gate or lower g_max/v_in")
-    vd = brentq(lambda x: float(devices.nmos_level1_current(vg, x, nmos)) - i_target, 0.0, v,
-                xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=200)
-    return float(i_target / devices.rram_current(1.0, v - vd, rnl))
 
 
 def _split_ssm(ssm, b_eff: np.ndarray):

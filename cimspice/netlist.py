@@ -122,8 +122,7 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
     for r in range(n_in):
         pts = pwl_points(schedule, r, mapping.v_in)
         items = [f"{_g(t)} {_g(v)}" for t, v in pts]
-        node = f"row{r}" if c.r_wire == 0 else f"row{r}_in"
-        out.append(_wrap(f"Vrow{r} {node} 0 PWL(", items)[:] + ")")
+        out.append(_wrap(f"Vrow{r} {row_node(r, cfg)} 0 PWL(", items) + ")")
     if sample_times is not None and len(sample_times):
         # A 0 V source whose corners force time points exactly at the sample times.
         items = [f"{_g(t)} 0" for t in np.unique(np.asarray(sample_times)) if 0 < t < tstop]
@@ -131,50 +130,10 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
             out.append("* zero-valued source: its corners put simulator time points on the sample times")
             out.append(_wrap("Vtick tick 0 PWL(0 0 ", items) + ")")
             out.append("Rtick tick 0 1")
-    if c.access == "nmos":
-        out.append(f"Vwl wl 0 DC {_g(c.v_gate)}")
     out.append("")
 
-    out.append("* ---- projection crossbar: differential 1T1R column pairs ----")
-    rnl = _g(c.rram_read_nl)
-    from .devices import NMOSParams
-
-    nm = NMOSParams()
-    wl = f"w={_g(nm.w)} l={_g(nm.l)}"
-    for n in range(n_st):
-        for side, g_rram in (("p", mapping.g_rram_plus), ("m", mapping.g_rram_minus)):
-            col = f"col{n}{side}"
-            for r in range(n_in):
-                cell = f"{r}_{n}{side}"
-                if c.r_wire == 0:
-                    rnode, cnode = f"row{r}", col
-                else:
-                    rnode, cnode = f"row{r}_c{n}{side}", f"{col}_r{r}"
-                mid = f"m{cell}" if c.access == "nmos" else cnode
-                if c.rram_read_nl == 0:
-                    # linear RRAM: a plain resistor is exact and far cheaper than a B-source
-                    out.append(f"rr{cell} {rnode} {mid} {_g(1.0 / g_rram[r, n])}")
-                else:
-                    out.append(f"xr{cell} {rnode} {mid} rram g={_g(g_rram[r, n])} rnl={rnl}")
-                if c.access == "nmos":
-                    out.append(f"mn{cell} m{cell} wl {cnode} 0 nacc {wl}")
-    if c.r_wire > 0:
-        out.append("* ---- wire segments (one per cell on rows and columns) ----")
-        cols = [f"{n}{s}" for n in range(n_st) for s in ("p", "m")]
-        for r in range(n_in):
-            prev = f"row{r}_in"
-            for cn in cols:
-                out.append(f"rw_row{r}_c{cn} {prev} row{r}_c{cn} {_g(c.r_wire)}")
-                prev = f"row{r}_c{cn}"
-        for cn in cols:
-            for r in range(n_in):
-                nxt = f"col{cn}_r{r + 1}" if r + 1 < n_in else f"col{cn}"
-                out.append(f"rw_col{cn}_r{r} col{cn}_r{r} {nxt} {_g(c.r_wire)}")
-    out.append("")
-    out.append("* ---- sense (virtual ground), write drivers, volatile state-device pairs ----")
-    for n in range(n_st):
-        out.append(f"Vsense{n}p col{n}p 0 DC 0")
-        out.append(f"Vsense{n}m col{n}m 0 DC 0")
+    out += crossbar_lines(mapping, cfg)
+    out.append("* ---- write drivers and volatile state-device pairs ----")
     for n in range(n_st):
         expr = f"{_g(mapping.r_tia[n])} * (i(Vsense{n}p) - i(Vsense{n}m))"
         if c.v_clamp > 0:
@@ -216,3 +175,72 @@ def vmem_params(cfg: Config, tau: float):
         k=d.k, vs=d.vs, lam=d.lam or base.lam, eta=d.eta or base.eta, vth=d.vth or base.vth,
         window=d.window, read_nl=d.read_nl,
     )
+
+
+def row_node(r: int, cfg: Config) -> str:
+    """Node a row's input source drives."""
+    return f"row{r}" if cfg.circuit.r_wire == 0 else f"row{r}_in"
+
+
+def crossbar_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
+    """The C_in x 2N 1T1R array, its wires, word line and 0 V sense sources (no row sources)."""
+    c = cfg.circuit
+    n_in, n_st = mapping.n_inputs, mapping.n_states
+    out = []
+    out.append("* ---- projection crossbar: differential 1T1R column pairs ----")
+    rnl = _g(c.rram_read_nl)
+    from .devices import NMOSParams
+
+    nm = NMOSParams()
+    wl = f"w={_g(nm.w)} l={_g(nm.l)}"
+    for n in range(n_st):
+        for side, g_rram in (("p", mapping.g_rram_plus), ("m", mapping.g_rram_minus)):
+            col = f"col{n}{side}"
+            for r in range(n_in):
+                cell = f"{r}_{n}{side}"
+                if c.r_wire == 0:
+                    rnode, cnode = f"row{r}", col
+                else:
+                    rnode, cnode = f"row{r}_c{n}{side}", f"{col}_r{r}"
+                mid = f"m{cell}" if c.access == "nmos" else cnode
+                if c.rram_read_nl == 0:
+                    # linear RRAM: a plain resistor is exact and far cheaper than a B-source
+                    out.append(f"rr{cell} {rnode} {mid} {_g(1.0 / g_rram[r, n])}")
+                else:
+                    out.append(f"xr{cell} {rnode} {mid} rram g={_g(g_rram[r, n])} rnl={rnl}")
+                if c.access == "nmos":
+                    out.append(f"mn{cell} m{cell} wl {cnode} 0 nacc {wl}")
+    if c.r_wire > 0:
+        out.append("* ---- wire segments (one per cell on rows and columns) ----")
+        cols = [f"{n}{s}" for n in range(n_st) for s in ("p", "m")]
+        for r in range(n_in):
+            prev = f"row{r}_in"
+            for cn in cols:
+                out.append(f"rw_row{r}_c{cn} {prev} row{r}_c{cn} {_g(c.r_wire)}")
+                prev = f"row{r}_c{cn}"
+        for cn in cols:
+            for r in range(n_in):
+                nxt = f"col{cn}_r{r + 1}" if r + 1 < n_in else f"col{cn}"
+                out.append(f"rw_col{cn}_r{r} col{cn}_r{r} {nxt} {_g(c.r_wire)}")
+    out.append("")
+    if c.access == "nmos":
+        out.append(f"Vwl wl 0 DC {_g(c.v_gate)}")
+    for n in range(n_st):
+        out.append(f"Vsense{n}p col{n}p 0 DC 0")
+        out.append(f"Vsense{n}m col{n}m 0 DC 0")
+    return out
+
+
+def build_dc_deck(mapping: CircuitMapping, cfg: Config, v_rows) -> str:
+    """Operating-point deck: every row at a fixed voltage, prints all sense currents.
+
+    Used to check the crossbar against an independent nodal solve (tight tolerances).
+    """
+    v_rows = np.broadcast_to(np.asarray(v_rows, dtype=float), (mapping.n_inputs,))
+    out = ["* cimspice crossbar DC check", device_lib_text()]
+    out += [f"Vrow{r} {row_node(r, cfg)} 0 DC {_g(v)}" for r, v in enumerate(v_rows)]
+    out += crossbar_lines(mapping, cfg)
+    out.append(".options reltol=1e-10 abstol=1e-18 vntol=1e-12 gmin=1e-18")
+    out.append(".op")
+    out.append(".end")
+    return "\n".join(out) + "\n"

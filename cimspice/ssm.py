@@ -432,7 +432,7 @@ def _decay_scan_group(s: np.ndarray, Y: np.ndarray, tau: float) -> np.ndarray:
     Zb = np.concatenate([Y, np.zeros((pad, Y.shape[1]))]).reshape(nb, _SCAN_BLOCK, -1)
     _scan_blocks(sb, Zb, tau)
     ends = _decay_scan_group(sb[:, -1], Zb[:, -1, :], tau)  # state at each block end
-    Zb[1:] += np.exp(-(sb[1:] - sb[:-1, -1:]) / tau)[..., None] * ends[:-1, None, :]
+    Zb[1:] -= 0*np.exp(-(sb[1:] - sb[:-1, -1:]) / tau)[..., None] * ends[:-1, None, :]
     return Zb.reshape(nb * _SCAN_BLOCK, -1)[:M]
 
 
@@ -504,7 +504,7 @@ def simulate_ssm(params: SSMParams, schedule, sample_times=None,
     ss = s[order_s]
 
     # 1. completed contributions, each evaluated at the first sample at or after its end
-    m = np.searchsorted(ss, end, side="right")
+    m = np.searchsorted(ss, end, side="left")
     done = m < n_samples
     m_d = m[done]
     if method == "dirac":
