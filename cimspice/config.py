@@ -34,6 +34,7 @@ class EventConfig:
     t_rise: float = 1e-6          # PWL edge, s
     min_gap: float = 10e-6        # minimum idle time between pulses on one row, s
     merge: str = "extend"         # 'extend' | 'count' | 'drop' for events that would overlap
+    t_end_us: int = 0             # fixed stream end in event time, µs (0 = just after the last event)
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,11 @@ class CircuitConfig:
 class SimConfig:
     """ngspice transient options."""
 
-    reltol: float = 1e-5
+    reltol: float = 1e-4
     abstol: float = 1e-12
     vntol: float = 1e-7
     method: str = "gear"
-    maxstep_per_tau: float = 50.0   # maxstep = min(tau) / this
+    maxstep_per_tau: float = 10.0   # maxstep = min(tau) / this
     timeout: float = 600.0          # s
     save_currents: bool = False
 
@@ -209,6 +210,7 @@ def check_config(cfg: Config, where: str = "config") -> Config:
     need(e.t_p > 0, "events", "t_p", "pulse width must be > 0 s")
     need(0 < e.t_rise < e.t_p, "events", "t_rise", "edge time must be > 0 and < t_p")
     need(e.min_gap > 0, "events", "min_gap", "must be > 0 s (touching pulses abort ngspice)")
+    need(e.t_end_us >= 0, "events", "t_end_us", "must be >= 0 µs (0 = end at the last event)")
     need(e.refractory_us >= 0, "events", "refractory_us", "must be >= 0")
     need(s.n_states >= 1, "ssm", "n_states", "must be >= 1")
     need(all(t > 0 for t in s.taus), "ssm", "taus", "every decay constant must be > 0 s")

@@ -71,7 +71,7 @@ class BarsParams(DvsParams):
     duration_us: int = 150_000          # stream length
     crossing_ms: tuple = (100.0, 40.0)  # sweep time across the sensor, one entry per speed class
     speed_jitter: float = 0.08          # relative std of the sweep time
-    start_ms: tuple = (5.0, 25.0)       # uniform range of the time the bar enters the sensor
+    start_ms: tuple = (0.0, 40.0)       # uniform range of the time the bar enters the sensor
     start_anywhere: bool = False        # enter uniformly in [0, duration - sweep] instead
     angle_jitter_deg: float = 8.0       # std of the direction around 0/90/180/270 degrees
     bar_width: float = 3.0              # pixels (jittered +-20 %)
@@ -110,10 +110,11 @@ class ChirpsParams:
     freq_jitter: float = 0.1            # relative std of the sweep end points
     sweep_ms: tuple = (60.0, 100.0)     # uniform range of the sweep duration
     start_ms: tuple = (5.0, 40.0)       # uniform range of the sweep onset
+    taper: float = 0.5                  # fraction of the sweep in raised-cosine on/off ramps
     snr_db: tuple = (10.0, 20.0)        # uniform range of the tone-to-white-noise power ratio
     envelope_hz: float = 100.0          # low-pass cut-off of the rectified band signals
-    envelope_floor: float = 0.02        # added before the log (sets the noise sensitivity)
-    delta: float = 0.3                  # send-on-delta step of the log envelope
+    envelope_floor: float = 0.01        # added before the log (sets the noise sensitivity)
+    delta: float = 0.2                  # send-on-delta step of the log envelope
     delta_sigma: float = 0.05           # per-channel relative mismatch of delta
     refractory_us: float = 1000.0
     frame_us: float = 250.0             # envelope resampling step for the delta encoder
@@ -402,8 +403,10 @@ def _chirps_sample(p: ChirpsParams, label: int, is_test: bool, rng: np.random.Ge
     tau = np.clip((t - onset) / dur, 0.0, 1.0)
     freq = f0 * (f1 / f0) ** tau                         # exponential sweep: steady in log-f
     phase = 2 * np.pi * np.cumsum(freq) / fs + rng.uniform(0, 2 * np.pi)
-    ramp = 0.005                                         # 5 ms raised-cosine on/off ramps
-    a = np.clip(np.minimum(t - onset, onset + dur - t) / ramp, 0.0, 1.0)
+    # Symmetric (Tukey) amplitude gate: up and down sweeps of one band then leave the same
+    # per-channel spike counts, so only the temporal order (memory) tells them apart.
+    ramp = 0.5 * p.taper * dur
+    a = np.clip(np.minimum(t - onset, onset + dur - t) / max(ramp, 1e-9), 0.0, 1.0)
     gate = 0.5 - 0.5 * np.cos(np.pi * a)
     tone = gate * np.sin(phase)
     snr = 10 ** (rng.uniform(*p.snr_db) / 10.0)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
 from .errors import ConfigError, DeviceParamError
@@ -243,6 +242,8 @@ def integrate(p: VMemParams, t_eval, drive, w0: float | None = None, *,
     ``max_step``).  The state starts at ``w0`` (default ``p.w0``) at ``t_eval[0]``.
     Accuracy (checked against the closed form): |error| < 1e-9 over tens of ms.
     """
+    from scipy.integrate import solve_ivp  # lazy: importing it costs ~1 s per process
+
     t_eval = np.asarray(t_eval, dtype=float)
     if t_eval.ndim != 1 or t_eval.size == 0 or np.any(np.diff(t_eval) < 0):
         raise ValueError("t_eval must be a non-empty, non-decreasing 1-D array of seconds")

@@ -38,7 +38,8 @@ def schedule_sample(sample: EventSample, cfg: Config) -> PulseSchedule:
         raise InputError(f"{sample.source}: field 't': no events left after filtering; "
                          "lower [events] refractory_us or pick another sample")
     return ev.make_schedule(t_us, c, n_rows, t_p=e.t_p, t_rise=e.t_rise, min_gap=e.min_gap,
-                           merge=e.merge, time_scale=e.time_scale)
+                           merge=e.merge, time_scale=e.time_scale,
+                           t_end=e.t_end_us if e.t_end_us > 0 else None)
 
 
 def n_input_rows(sensor_size: tuple, cfg: Config) -> int:

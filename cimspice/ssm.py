@@ -432,7 +432,7 @@ def _decay_scan_group(s: np.ndarray, Y: np.ndarray, tau: float) -> np.ndarray:
     Zb = np.concatenate([Y, np.zeros((pad, Y.shape[1]))]).reshape(nb, _SCAN_BLOCK, -1)
     _scan_blocks(sb, Zb, tau)
     ends = _decay_scan_group(sb[:, -1], Zb[:, -1, :], tau)  # state at each block end
-    Zb[1:] -= 0*np.exp(-(sb[1:] - sb[:-1, -1:]) / tau)[..., None] * ends[:-1, None, :]
+    Zb[1:] += np.exp(-(sb[1:] - sb[:-1, -1:]) / tau)[..., None] * ends[:-1, None, :]
     return Zb.reshape(nb * _SCAN_BLOCK, -1)[:M]
 
 

@@ -141,7 +141,8 @@ def test_linear_ideal_parts_match_pulse_ssm():
 
 def test_shared_decays_after_last_event():
     sample = _audio_sample(n_events=30, duration_us=20_000, simultaneous=4)
-    cfg = load_config(None).replace(**IDEAL_PARTS, ssm={"n_states": 6, "taus": [0.004, 0.012, 0.03]})
+    cfg = load_config(None).replace(**{**IDEAL_PARTS, "ssm": {"n_states": 6, "taus": [0.004, 0.012, 0.03]},
+                                         "events": {"t_end_us": 60_000}})
     prep = sim.build(sample, cfg)
     res = sim.simulate(prep, keep_waveforms=True)
     t = res.waveforms["time"]

@@ -209,13 +209,11 @@ def test_zoh_between_events_is_the_held_input_solution(case):
     held = PulseSchedule(row=sch.row, t_on=sch.t_on, width=hold_end - sch.t_on,
                          amplitude=sch.amplitude * sch.width / sch.t_p, n_rows=sch.n_rows,
                          t_p=sch.t_p, t_rise=0.0, min_gap=0.0, duration=sch.duration)
-    # hold_end - t_on + t_on can differ from hold_end by one rounding; sample away from those
-    # instants by comparing the reference at the same instants (both use the same times).
     x = simulate_ssm(params, sch, s, method="zoh")
     ref = loop_reference(params, held, s, "pulse")
     ref_abs = loop_reference(abs_params(params), held, s, "pulse")
-    # Rounding of t_on + (hold_end - t_on) moves a hold end by <= 1 ulp of t (~1e-17 s): a change
-    # of at most rate * 1e-17 s per element, far below 1e-12 of any non-zero element.
+    # The reference's hold end t_on + (hold_end - t_on) may differ from hold_end by 1 ulp of t
+    # (< 1e-17 s here): a change of rate * 1e-17 s, far below 1e-12 of any non-zero element.
     assert_close_to_ref(x, ref, ref_abs)
 
 
@@ -347,9 +345,9 @@ def test_long_stream_and_sparse_path_match_direct_kernel():
     for k, tau in enumerate(params.taus):
         lag_on = sp_[:, None] - sch.t_on[None, :]
         lag_end = sp_[:, None] - end[None, :]
-        kern = np.where(lag_end >= 0,
-                        (tau / T_P) * -np.expm1(-sch.width / tau) * np.exp(-np.maximum(lag_end, 0) / tau),
-                        np.where(lag_on > 0, (tau / T_P) * -np.expm1(-np.maximum(lag_on, 0) / tau), 0))
+        after = (tau / T_P) * -np.expm1(-sch.width / tau) * np.exp(-np.maximum(lag_end, 0) / tau)
+        during = (tau / T_P) * -np.expm1(-np.maximum(lag_on, 0) / tau)
+        kern = np.where(lag_end >= 0, after, np.where(lag_on > 0, during, 0.0))
         kern *= sch.amplitude
         g = params.groups == k
         direct[:, g] = kern @ params.B[g][:, sch.row].T
