@@ -164,5 +164,58 @@ def simulate(events_file, index, config, weights, sort, output, deck, waveforms)
     click.echo(f"wrote         {output}")
 
 
+# ---- evaluate / plot (owner: evaluation helper) ----
+@main.command()
+@click.option("--dataset", "-d", required=True, metavar="NAME|FILE",
+              help="Built-in dataset name (generated with --n, --seed) or a dataset .npz file.")
+@click.option("--n", "n", type=int, default=None, help="Samples to generate (built-in NAME only).")
+@click.option("--seed", type=int, default=None, help="Dataset seed (built-in NAME only; default 0).")
+@click.option("--n-train", type=int, default=None, help="First N training samples (default: all).")
+@click.option("--n-test", type=int, default=None, help="First N test samples (default: all).")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: number of cores).")
+@click.option("--config", "-c", "config", type=click.Path(), default=None, help="TOML configuration.")
+@click.option("--weights", "-w", type=click.Path(), default=None, help="SSM weights .npz (B, taus, groups).")
+@click.option("--spice-train", is_flag=True, help="Also simulate the training split (enables 'retrained').")
+@click.option("--readout", type=click.Choice(["ridge", "logistic"]), default="ridge", show_default=True)
+@click.option("--strict", is_flag=True, help="Stop at the first failing sample (exit 1).")
+@click.option("--force", is_flag=True, help="Discard samples of a run made with another config/dataset.")
+@click.option("--retry-failed", is_flag=True, help="Simulate again the samples recorded as failed.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Run directory.")
+@friendly_errors
+def evaluate(dataset, n, seed, n_train, n_test, jobs, config, weights, spice_train, readout, strict,
+             force, retry_failed, no_plots, output):
+    """Accuracy of the simulated hardware over a dataset: ideal vs SPICE states, readout, report."""
+    from pathlib import Path
+
+    from . import evaluate as ev
+
+    opts = ev.Options(dataset=dataset, run_dir=Path(output), n=n, seed=seed, n_train=n_train,
+                      n_test=n_test, jobs=jobs, config=config, weights=weights,
+                      spice_train=spice_train, readout=readout, strict=strict, force=force,
+                      retry_failed=retry_failed, plots=not no_plots)
+    try:
+        report = ev.evaluate(opts)
+    except (ev.Interrupted, KeyboardInterrupt) as exc:
+        click.echo(str(exc) or "interrupted", err=True)
+        sys.exit(130)
+    click.echo(ev.summary_table(report))
+    click.echo(f"report        {Path(output) / 'report.md'}")
+
+
+@main.command()
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(), default=None, help="PNG to write (default: RESULT.png).")
+@click.option("--states", "n_states", type=int, default=4, show_default=True, help="States to draw.")
+@friendly_errors
+def plot(result, output, n_states):
+    """Draw ideal vs SPICE state trajectories of one result file (from `simulate` or a run's samples/)."""
+    from .plots import plot_result_file
+
+    out = plot_result_file(result, output, n_states=n_states)
+    click.echo(f"wrote {out}")
+# ---- end evaluate / plot ----
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

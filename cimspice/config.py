@@ -27,12 +27,12 @@ class EventConfig:
     """Events -> channels -> pulse schedule (times in seconds unless stated)."""
 
     pool: int = 4                 # spatial pooling factor for vision sensors (pixels per side)
-    split_polarity: bool = True   # ON/OFF as separate input channels
+    split_polarity: bool = False  # ON/OFF as separate input channels (False: merged, half the rows)
     refractory_us: int = 0        # per-channel refractory filter before scheduling (0 = off)
     time_scale: float = 1.0       # circuit time = dataset time x time_scale
     t_p: float = 100e-6           # input pulse width, s
     t_rise: float = 1e-6          # PWL edge, s
-    min_gap: float = 10e-6        # minimum idle time between pulses on one row, s
+    min_gap: float = 1e-3         # minimum idle time between pulses on one row, s (closer events merge)
     merge: str = "extend"         # 'extend' | 'count' | 'drop' for events that would overlap
     t_end_us: int = 0             # fixed stream end in event time, µs (0 = just after the last event)
 

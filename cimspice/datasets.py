@@ -116,6 +116,7 @@ class ChirpsParams:
     envelope_floor: float = 0.01        # added before the log (sets the noise sensitivity)
     delta: float = 0.2                  # send-on-delta step of the log envelope
     delta_sigma: float = 0.05           # per-channel relative mismatch of delta
+    both_edges: bool = True
     refractory_us: float = 1000.0
     frame_us: float = 250.0             # envelope resampling step for the delta encoder
 
@@ -418,7 +419,7 @@ def _chirps_sample(p: ChirpsParams, label: int, is_test: bool, rng: np.random.Ge
     frame_us = step / fs * 1e6
     logi = np.log(env + p.envelope_floor).T                 # (frames, C)
     te, ch, pol = _change_events(logi, frame_us, ctx["th_on"], ctx["th_off"], p.refractory_us)
-    keep = pol == 1                                          # onset (rising) spikes only
+    keep = (pol == 1) | bool(p.both_edges)
     t_us = np.minimum(np.rint(te[keep]).astype(np.int64), p.duration_us - 1)
     ch = ch[keep]
     order = np.lexsort((ch, t_us))

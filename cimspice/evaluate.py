@@ -807,5 +807,17 @@ def write_report(run_dir: Path, report: dict, *, plots: bool = True) -> None:
         pl.report_plots(run_dir, report)
     write_text_atomic(run_dir / "report.md", report_markdown(report))
     # JSON last: its presence means the whole report is there.
-    write_text_atomic(run_dir / "report.json", json.dumps(report, indent=1, allow_nan=False,
-                                                          default=_jsonable) + "\n")
+    write_text_atomic(run_dir / "report.json", json.dumps(_clean(report), indent=1, allow_nan=False) + "\n")
+
+
+def _clean(obj):
+    """JSON-ready copy: NumPy scalars/arrays to Python, NaN/inf to null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

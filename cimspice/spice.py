@@ -407,9 +407,12 @@ def _run_process(cmd, *, cwd, timeout, deck, tool):
             pass
         out, err = proc.communicate()
         log = (out + err).decode("utf-8", errors="replace")
-        raise SpiceTimeout(f"{tool} timed out after {timeout:g} s on {deck} and was killed; "
-                           "raise timeout= or shorten the analysis (fewer points, larger "
-                           "maxstep)", log_tail=_tail(log), deck=deck) from None
+        # ngspice prints its progress as 'Reference value :  1.7e-04' (simulated time).
+        reached = re.findall(r"Reference value\s*:\s*(\S+)", log)
+        where = f" (simulated time reached {reached[-1]} s)" if reached else ""
+        raise SpiceTimeout(f"{tool} timed out after {timeout:g} s on {deck} and was killed"
+                           f"{where}; fix: raise timeout= or shorten the analysis (fewer "
+                           "points, larger maxstep)", log_tail=_tail(log), deck=deck) from None
     elapsed = time.perf_counter() - t0
     # stderr last: ngspice writes its errors there, so they end up in the log tail.
     log = (out + err).decode("utf-8", errors="replace")
