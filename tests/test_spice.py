@@ -68,7 +68,9 @@ def test_rc_transient_matches_analytic(rc_run):
     assert np.max(np.abs(tran["i(v1)"] - i_ref)) < 1e-9
     m = re.search(r"ngspice-(\S+)", subprocess.run(["ngspice", "-v"], capture_output=True,
                                                    text=True).stdout)
-    assert run.version == m.group(1) == spice.ngspice_version()
+    # the binary says its major version; the Debian package (when present) refines it (39 -> 39.3)
+    assert run.version == spice.ngspice_version()
+    assert run.version.split(".")[0] == m.group(1).split(".")[0]
     assert run.elapsed_s > 0 and run.deck_path.endswith("deck.cir")
 
 
