@@ -154,16 +154,18 @@ def map_ssm(ssm, cfg: Config, schedules) -> CircuitMapping:
     gains = budget / peak_used
     r_tia = gains / unit
     if d.mode == "sinh":
-        # Scale the driver so that the strongest single-row drive reaches a write voltage above
-        # the soft threshold; the gain is then fitted on SPICE calibration runs.
-        from . import devices
+        # Not an integrator: pick each driver so that the strongest single-row event writes
+        # what the linear mapping would (budget * b_max / peak), then fit the gain on SPICE
+        # calibration runs (simulate.calibrate). Weaker drives write less: that compression
+        # is the device's non-linearity, which the calibration can only average.
+        from .netlist import vmem_params
 
-        vp = devices.VMemParams(mode="sinh", lam=d.lam or devices.VMemParams().lam,
-                                eta=d.eta or devices.VMemParams().eta,
-                                vth=d.vth or devices.VMemParams().vth)
         i_max = np.max(np.abs(gp - gm), axis=0) * c.v_in
-        i_max = np.where(i_max > 0, i_max, np.max(i_max) if np.max(i_max) > 0 else 1e-6)
-        r_tia = (vp.vth + 2.0 * vp.vs + 1.0 / max(vp.eta, 1e-9)) / i_max
+        r_tia = np.empty(ssm.n_states)
+        for n in range(ssm.n_states):
+            dev = vmem_params(cfg, float(ssm.tau[n]))
+            target = min(budget * b_max / peak_used[n], budget) / e.t_p   # 1/s
+            r_tia[n] = _voltage_for_rate(dev, target) / (i_max[n] if i_max[n] > 0 else np.max(i_max))
         gains = np.full(ssm.n_states, np.nan)
         method = "lstsq-calibration"
     else:
@@ -181,11 +183,26 @@ def map_ssm(ssm, cfg: Config, schedules) -> CircuitMapping:
     )
 
 
+def _voltage_for_rate(dev, rate: float) -> float:
+    """Write voltage (V) at which the device's write drive f(V) equals ``rate`` (1/s)."""
+    from scipy.optimize import brentq
+
+    from . import devices
+
+    hi = dev.vth + 1.0
+    while float(devices.f_write(dev, hi)) < rate:
+        hi *= 2.0
+        if hi > 1e3:
+            raise ConfigError(f"config: [device] sinh write cannot reach {rate:.3g} 1/s; raise lam or eta")
+    return float(brentq(lambda v: float(devices.f_write(dev, v)) - rate, 0.0, hi, xtol=1e-12))
+
+
 def calibrate_gains(mapping: CircuitMapping, x_ideal: np.ndarray, dw_spice: np.ndarray,
-                    w_max: float) -> CircuitMapping:
+                    w_max: float, w_peak: np.ndarray | None = None) -> CircuitMapping:
     """Least-squares gains ``g_n = <x, dw> / <x, x>`` from calibration runs (sinh mode).
 
-    ``x_ideal`` and ``dw_spice`` are (S, M, N): ideal states and ``w+ - w-`` at the same times.
+    ``x_ideal`` and ``dw_spice`` are (S, M, N): ideal states and ``w+ - w-`` at the same times;
+    ``w_peak`` (N,) is the largest single-device w seen (for the headroom).
     """
     x = np.asarray(x_ideal, dtype=float).reshape(-1, mapping.n_states)
     dw = np.asarray(dw_spice, dtype=float).reshape(-1, mapping.n_states)
@@ -194,7 +211,8 @@ def calibrate_gains(mapping: CircuitMapping, x_ideal: np.ndarray, dw_spice: np.n
     gains = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     fallback = np.nanmedian(gains) if np.isfinite(gains).any() else 1.0
     gains = np.where(np.isfinite(gains) & (gains > 0), gains, fallback)
-    w_peak = np.max(np.abs(dw), axis=0)
+    if w_peak is None:
+        w_peak = np.max(np.abs(dw), axis=0)
     headroom = float(w_max / np.max(w_peak)) if np.max(w_peak) > 0 else float("nan")
     from dataclasses import replace
 

@@ -95,6 +95,7 @@ def build(sample: EventSample, cfg: Config | None = None, *, weights=None, model
         model = make_model(cfg, schedule.n_rows, weights)
     if mapping is None:
         mapping = map_ssm(model, cfg, calibration if calibration else [schedule])
+        mapping = calibrate(model, mapping, cfg, calibration if calibration else [schedule])
     times = ssm_mod.default_sample_times(schedule.duration, cfg.ssm.n_samples)
     ideal = ssm_mod.simulate_ssm(model, schedule, times, method=cfg.ssm.method)
     deck, info = build_deck(mapping, schedule, cfg, sample_times=times, source=str(sample.source),
@@ -136,6 +137,40 @@ def sample_w(time: np.ndarray, trace: np.ndarray, times: np.ndarray) -> np.ndarr
     return np.interp(times, time, trace)
 
 
+def run_deck(deck: str, info: DeckInfo, times: np.ndarray, cfg: Config, workdir=None):
+    """ngspice on one deck: (w+ (M, N), w- (M, N) at ``times``, the SpiceRun)."""
+    from . import spice
+
+    names = ["time", *info.w_plus, *info.w_minus, *info.sense]
+    run = spice.run_ngspice(deck, timeout=cfg.sim.timeout, names=names, workdir=workdir)
+    plot = run.plot("tran")
+    t = plot.data["time"]
+    wp = np.stack([sample_w(t, plot.data[n], times) for n in info.w_plus], axis=-1)
+    wm = np.stack([sample_w(t, plot.data[n], times) for n in info.w_minus], axis=-1)
+    return wp, wm, run
+
+
+def calibrate(model, mapping: CircuitMapping, cfg: Config, schedules: list, max_runs: int = 4) -> CircuitMapping:
+    """Fit the state gains on SPICE runs of calibration schedules (non-linear write modes only).
+
+    Linear mode has an analytic gain and is returned unchanged.
+    """
+    from . import ssm as ssm_mod
+    from .mapping import calibrate_gains
+
+    if mapping.gain_method == "analytic":
+        return mapping
+    xs, dws, peak = [], [], np.zeros(mapping.n_states)
+    for sch in schedules[:max_runs]:
+        times = ssm_mod.default_sample_times(sch.duration, cfg.ssm.n_samples)
+        xs.append(ssm_mod.simulate_ssm(model, sch, times, method=cfg.ssm.method))
+        deck, info = build_deck(mapping, sch, cfg, sample_times=times, title="cimspice gain calibration")
+        wp, wm, _ = run_deck(deck, info, times, cfg)
+        dws.append(wp - wm)
+        peak = np.maximum(peak, np.maximum(wp.max(axis=0), wm.max(axis=0)))
+    return calibrate_gains(mapping, np.stack(xs), np.stack(dws), cfg.circuit.w_max, w_peak=peak)
+
+
 def simulate(prep: Prepared, *, keep_waveforms: bool = False, workdir=None) -> SimResult:
     """Run ngspice on the prepared deck and turn the w traces into SSM states."""
     from . import spice
@@ -144,7 +179,7 @@ def simulate(prep: Prepared, *, keep_waveforms: bool = False, workdir=None) -> S
     info = prep.deck_info
     names = ["time", *info.w_plus, *info.w_minus, *info.sense]
     run = spice.run_ngspice(prep.deck, timeout=prep.cfg.sim.timeout, names=names, workdir=workdir)
-    plot = run.plots[-1]
+    plot = run.plot("tran")
     t = plot.data["time"]
     wp = np.stack([sample_w(t, plot.data[n], prep.sample_times) for n in info.w_plus], axis=-1)
     wm = np.stack([sample_w(t, plot.data[n], prep.sample_times) for n in info.w_minus], axis=-1)
