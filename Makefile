@@ -17,10 +17,12 @@ test:
 demo:
 	mkdir -p demo
 	cimspice datasets make dvs-bars -o demo/bars.npz --n 60 --seed 0
-	cimspice evaluate --dataset demo/bars.npz -o demo/run
+	cimspice evaluate --dataset demo/bars.npz --spice-train -o demo/run
 
+# tier 3 + 5 (golden table, ngspice and VACASK side by side), then tiers 1, 2, 4, 5 as tests
 validate:
 	cimspice validate
+	$(PYTHON) -m pytest tests/test_devices.py tests/test_circuit.py tests/test_validate.py -q
 
 bench:
 	$(PYTHON) bench/simulate_speed.py

@@ -89,17 +89,56 @@ def datasets():
     """Built-in, offline-generated event datasets."""
 
 
+@datasets.command("list")
+@friendly_errors
+def datasets_list():
+    """Name, classes, sensor size, default sample count and description of each dataset."""
+    from . import datasets as dsets
+
+    click.echo(f"{'name':13s} {'classes':>7s} {'sensor':11s} {'default n':>9s}  description")
+    for info in dsets.list_datasets():
+        p = dsets.dataset_params(info.name)
+        classes = info.classes(p)
+        sensor = "x".join(str(v) for v in info.sensor_size(p))
+        click.echo(f"{info.name:13s} {len(classes):7d} {sensor:11s} {info.default_n:9d}  "
+                   f"{info.description}")
+        click.echo(f"{'':13s} {'':7s} classes: {', '.join(classes)}")
+
+
+@datasets.command("make")
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Dataset file to write (.npz).")
+@click.option("--n", "n", type=int, default=None, help="Number of samples (default: per dataset).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Generator seed.")
+@friendly_errors
+def datasets_make(name, output, n, seed):
+    """Generate built-in dataset NAME into one .npz (readable with NumPy alone)."""
+    from . import datasets as dsets
+
+    if name not in dsets.DATASETS:
+        raise dsets.unknown_dataset(name)
+    dsets.check_output_path(output)
+    ds = dsets.make_dataset(name, n, seed)
+    dsets.save_dataset(output, ds)
+    n_test = int((ds.split == dsets.SPLIT_TEST).sum())
+    click.echo(f"wrote {output}: {name}, {len(ds)} samples ({len(ds) - n_test} train, "
+               f"{n_test} test), {ds.events.size} events, {len(ds.classes)} classes "
+               f"({', '.join(ds.classes)}), sensor {'x'.join(map(str, ds.sensor_size))}, "
+               f"seed {seed}")
+
+
 def _load_for_circuit(events_file, index, config, weights, sort):
     """Load a sample, the config, and the calibration schedules (dataset files: training split)."""
-    from . import simulate as sim
     from .config import load_config
     from .events import load_events
+    from .simulate import dataset_calibration  # not `from . import simulate`: the package exports a function of that name
 
     cfg = load_config(config)
     sample = load_events(events_file, index=index, sort=sort)
     calibration = None
     if index is not None:
-        calibration = sim.dataset_calibration(events_file, cfg)
+        calibration = dataset_calibration(events_file, cfg)
     return cfg, sample, calibration
 
 
@@ -124,11 +163,11 @@ def circuit_options(fn):
 @friendly_errors
 def build_netlist(events_file, index, config, weights, sort, output):
     """Write the ngspice deck of the SSM layer for one event sample (runs with `ngspice -b`)."""
-    from . import simulate as sim
     from .results import write_text_atomic
+    from .simulate import build
 
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
-    prep = sim.build(sample, cfg, weights=weights, calibration=calibration)
+    prep = build(sample, cfg, weights=weights, calibration=calibration)
     write_text_atomic(output, prep.deck)
     m = prep.mapping
     click.echo(f"wrote {output}: {m.n_inputs} rows x {m.n_states} states, {prep.schedule.n_pulses} pulses, "
@@ -143,17 +182,17 @@ def build_netlist(events_file, index, config, weights, sort, output):
 @friendly_errors
 def simulate(events_file, index, config, weights, sort, output, deck, waveforms):
     """Simulate one event sample in ngspice and compare its states with the ideal SSM."""
-    from . import simulate as sim
-    from .results import atomic_path, write_result, write_text_atomic
+    from .results import check_output_path, write_result, write_text_atomic
+    from .simulate import build, to_result
+    from .simulate import simulate as run_spice  # the command function is also named simulate
 
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
-    prep = sim.build(sample, cfg, weights=weights, calibration=calibration)
-    with atomic_path(output):  # fail early on an unwritable output, before ngspice runs
-        pass
+    prep = build(sample, cfg, weights=weights, calibration=calibration)
+    check_output_path(output)  # fail early on an unwritable output, before ngspice runs
     if deck:
         write_text_atomic(deck, prep.deck)
-    res = sim.simulate(prep, keep_waveforms=waveforms)
-    write_result(output, sim.to_result(res))
+    res = run_spice(prep, keep_waveforms=waveforms)
+    write_result(output, to_result(res))
     sch, m = prep.schedule, prep.mapping
     click.echo(f"events        {sch.n_events} ({sch.n_merged} merged, {sch.n_dropped} dropped) -> "
                f"{sch.n_pulses} pulses on {sch.n_rows} rows")

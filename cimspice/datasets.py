@@ -3,12 +3,14 @@
 Three generators (``DATASETS``):
 
 - ``dvs-bars``: a bright bar sweeps across a small DVS (default 16x16, ON/OFF) in one of four
-  directions at a slow or a fast speed (8 classes = direction x speed). Telling the speeds apart
-  needs memory of ~10-50 ms.
-- ``dvs-digits``: scikit-learn's bundled ``load_digits`` images (a few classes), upsampled and
-  moved along three N-MNIST-style saccades.
-- ``audio-chirps``: class-specific frequency sweeps (up/down, low/high band) in noise, through a
-  log-spaced band-pass filterbank, envelope, send-on-delta spikes (SHD-like, ``p = 1``).
+  directions, crossing in ~100 ms (slow) or ~40 ms (fast), entering 0-40 ms into a 150-ms
+  stream (8 classes = direction x speed). States sampled on a fixed grid separate them when the
+  decays are ~10-50 ms, not when they are ~1 ms (no memory).
+- ``dvs-digits``: scikit-learn's bundled ``load_digits`` images (digits 0, 1, 4, 7), upsampled
+  and moved along three N-MNIST-style saccades.
+- ``audio-chirps``: class-specific exponential frequency sweeps (up/down x low/high band) in
+  white noise, through a log-spaced Butterworth band-pass bank, rectified and low-passed, then
+  send-on-delta on the log envelope (rising and falling crossings, all ``p = 1``; SHD-like).
 
 Both DVS datasets use one log-intensity change detector (ESIM/v2e style): per-pixel ON/OFF
 contrast thresholds with Gaussian mismatch (fixed per dataset seed: one "sensor"), linear
@@ -35,14 +37,14 @@ import dataclasses
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .errors import InputError
-from .events import AUDIO_DTYPE, VISION_DTYPE
+from .events import AUDIO_DTYPE, VISION_DTYPE, EventDataset
 
 SPLIT_TRAIN = 0
 SPLIT_TEST = 1
@@ -72,7 +74,6 @@ class BarsParams(DvsParams):
     crossing_ms: tuple = (100.0, 40.0)  # sweep time across the sensor, one entry per speed class
     speed_jitter: float = 0.08          # relative std of the sweep time
     start_ms: tuple = (0.0, 40.0)       # uniform range of the time the bar enters the sensor
-    start_anywhere: bool = False        # enter uniformly in [0, duration - sweep] instead
     angle_jitter_deg: float = 8.0       # std of the direction around 0/90/180/270 degrees
     bar_width: float = 3.0              # pixels (jittered +-20 %)
     edge_sigma: float = 0.6             # optical blur of the bar edges, pixels
@@ -85,8 +86,9 @@ class DigitsParams(DvsParams):
     """``dvs-digits``: sklearn digits moved along three saccades (N-MNIST style)."""
 
     size: int = 16                      # sensor width = height, pixels
-    digits: tuple = (0, 1, 2, 3)        # sklearn classes used, in label order
-    digit_size: int = 12                # the 8x8 image is upsampled to this many pixels
+    threshold: float = 0.3              # lower than bars: strokes have graded contrast
+    digits: tuple = (0, 1, 4, 7)        # sklearn classes used, in label order
+    digit_size: int = 14                # the 8x8 image is upsampled to this many pixels
     duration_us: int = 150_000
     saccade_ms: float = 45.0            # duration of each of the three saccades
     saccade_px: float = 1.5             # saccade amplitude, pixels (jittered +-20 %)
@@ -113,10 +115,10 @@ class ChirpsParams:
     taper: float = 0.5                  # fraction of the sweep in raised-cosine on/off ramps
     snr_db: tuple = (10.0, 20.0)        # uniform range of the tone-to-white-noise power ratio
     envelope_hz: float = 100.0          # low-pass cut-off of the rectified band signals
-    envelope_floor: float = 0.01        # added before the log (sets the noise sensitivity)
+    envelope_floor: float = 0.03        # added before the log (sets the noise sensitivity)
     delta: float = 0.2                  # send-on-delta step of the log envelope
     delta_sigma: float = 0.05           # per-channel relative mismatch of delta
-    both_edges: bool = True
+    both_edges: bool = True             # falling crossings too (as p = 1); False = onsets only
     refractory_us: float = 1000.0
     frame_us: float = 250.0             # envelope resampling step for the delta encoder
 
@@ -125,22 +127,14 @@ class ChirpsParams:
 # Dataset container and registry
 # --------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class EventDataset:
-    """A generated dataset: concatenated events plus per-sample offsets, labels and split."""
+@dataclass(frozen=True, eq=False)
+class GeneratedDataset(EventDataset):
+    """A generated dataset: :class:`cimspice.events.EventDataset` (so ``sample(i)`` gives a
+    validated :class:`~cimspice.events.EventSample`) plus the generator's ``name`` and ``seed``.
+    ``params`` holds the generator parameters (``duration_us``: nominal stream length)."""
 
-    name: str
-    events: np.ndarray        # structured (VISION_DTYPE or AUDIO_DTYPE), per-sample sorted by t
-    offsets: np.ndarray       # (S+1,) int64
-    labels: np.ndarray        # (S,) int64
-    split: np.ndarray         # (S,) int8, 0 = train, 1 = test
-    sensor_size: tuple        # (W, H, P) or (C, 1, 1)
-    classes: tuple            # class names, index = label
-    seed: int
-    params: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.labels.size)
+    name: str = ""
+    seed: int = 0
 
     def sample_events(self, i: int) -> np.ndarray:
         """Events of sample ``i`` (a view), t in µs from the sample's start."""
@@ -148,11 +142,11 @@ class EventDataset:
 
     @property
     def duration_us(self) -> int:
-        """Nominal stream length of every sample (µs)."""
+        """Nominal stream length of every sample (µs); pass it as ``make_schedule(t_end=...)``."""
         return int(self.params["duration_us"])
 
     def as_arrays(self) -> dict:
-        """The arrays written by :func:`save_dataset` (no object arrays)."""
+        """The arrays written by :func:`save_dataset` (no object arrays, no pickle)."""
         return {
             "events": self.events,
             "offsets": np.asarray(self.offsets, dtype=np.int64),
@@ -296,10 +290,7 @@ def _bars_sample(p: BarsParams, label: int, is_test: bool, rng: np.random.Genera
     half = 0.5 * (p.size - 1) * (abs(ux) + abs(uy))
     travel = 2 * half + width + 4 * p.edge_sigma
     crossing_us = 1e3 * p.crossing_ms[speed] * max(0.3, 1 + p.speed_jitter * rng.standard_normal())
-    if p.start_anywhere:
-        t_enter = rng.uniform(0.0, max(p.duration_us - crossing_us, 0.0))
-    else:
-        t_enter = 1e3 * rng.uniform(*p.start_ms)
+    t_enter = 1e3 * rng.uniform(*p.start_ms)
     v = travel / crossing_us                               # px / µs
     c = 0.5 * (p.size - 1)
     yy, xx = np.mgrid[0:p.size, 0:p.size]
@@ -419,6 +410,8 @@ def _chirps_sample(p: ChirpsParams, label: int, is_test: bool, rng: np.random.Ge
     frame_us = step / fs * 1e6
     logi = np.log(env + p.envelope_floor).T                 # (frames, C)
     te, ch, pol = _change_events(logi, frame_us, ctx["th_on"], ctx["th_off"], p.refractory_us)
+    # Rising and falling crossings alike (p = 1): per-channel counts are then the same for an
+    # up and a down sweep of one band, whereas onset-only spikes differ (filter dispersion).
     keep = (pol == 1) | bool(p.both_edges)
     t_us = np.minimum(np.rint(te[keep]).astype(np.int64), p.duration_us - 1)
     ch = ch[keep]
@@ -451,7 +444,7 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
     "audio-chirps": DatasetInfo(
         name="audio-chirps",
-        description="up/down frequency sweeps in noise -> band-pass bank -> onset spikes",
+        description="up/down frequency sweeps in noise -> band-pass bank -> send-on-delta spikes",
         params_type=ChirpsParams,
         classes=_chirps_classes,
         sensor_size=lambda p: (p.n_channels, 1, 1),
@@ -466,14 +459,15 @@ def list_datasets() -> list[DatasetInfo]:
     return [DATASETS[k] for k in sorted(DATASETS)]
 
 
-def _unknown(name: str) -> InputError:
+def unknown_dataset(name: str) -> InputError:
+    """The one-line error for a dataset name that is not in ``DATASETS``."""
     return InputError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
 
 
 def dataset_params(name: str, **params):
     """The parameter dataclass of dataset ``name`` with ``params`` overriding the defaults."""
     if name not in DATASETS:
-        raise _unknown(name)
+        raise unknown_dataset(name)
     ptype = DATASETS[name].params_type
     names = {f.name for f in dataclasses.fields(ptype)}
     bad = sorted(set(params) - names)
@@ -523,7 +517,7 @@ def _check_params(name: str, p) -> None:
             raise InputError(f"dataset {name}: sweeps_hz must be (f_start, f_end) pairs in Hz")
 
 
-def make_dataset(name: str, n: int | None = None, seed: int = 0, **params) -> EventDataset:
+def make_dataset(name: str, n: int | None = None, seed: int = 0, **params) -> GeneratedDataset:
     """Generate ``n`` samples (default: the dataset's ``default_n``) of dataset ``name``.
 
     ``params`` override fields of the dataset's parameter dataclass (see ``DATASETS[name]``).
@@ -549,26 +543,42 @@ def make_dataset(name: str, n: int | None = None, seed: int = 0, **params) -> Ev
                for i in range(n)]
     offsets = np.zeros(n + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([s.size for s in samples])
-    return EventDataset(
-        name=name,
+    return GeneratedDataset(
         events=np.concatenate(samples),
         offsets=offsets,
         labels=labels,
         split=split,
         sensor_size=tuple(int(v) for v in info.sensor_size(p)),
         classes=classes,
-        seed=seed,
         params=json.loads(json.dumps(dataclasses.asdict(p))),
+        source=f"<{name} seed={seed} n={n}>",
+        name=name,
+        seed=seed,
     )
 
 
-def save_dataset(path: str | os.PathLike, ds: EventDataset) -> Path:
-    """Write ``ds`` to one uncompressed ``.npz`` atomically (temp file + ``os.replace``)."""
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Refuse an output that is not ``.npz`` or whose directory does not exist (before any work)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError(f"{path}: dataset files must end in .npz; rename the output")
-    if not path.parent.exists():
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give a file name ending in .npz")
+    if not path.parent.is_dir():
         raise InputError(f"{path}: directory {path.parent} does not exist; create it first")
+    try:  # can a file be created there? (os.access says yes to root on read-only mounts)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create a file in {path.parent} ({exc.strerror}); "
+                         f"choose another -o") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+def save_dataset(path: str | os.PathLike, ds: GeneratedDataset) -> Path:
+    """Write ``ds`` to one uncompressed ``.npz`` atomically (temp file + ``os.replace``)."""
+    path = check_output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

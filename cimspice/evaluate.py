@@ -35,7 +35,7 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +85,9 @@ def run_sample(task: SampleTask) -> dict:
     ngspice_version, schedule (row, t_on s, width s, amplitude and counts), waveforms
     (dict, when kept) and error ('' or a one-line '<Type>: message').
     """
-    from . import simulate as sim
     from .events import EventSample
     from .mapping import CircuitMapping
+    from .simulate import build, simulate  # not `from . import simulate`: the package exports a function of that name
     from .ssm import SSMParams
 
     t0 = time.perf_counter()
@@ -100,7 +100,7 @@ def run_sample(task: SampleTask) -> dict:
         model = SSMParams(**task.model)
         mapping = CircuitMapping(**task.mapping)
         sample = EventSample(task.events, tuple(task.sensor_size), task.label, task.source)
-        prep = sim.build(sample, cfg, model=model, mapping=mapping)
+        prep = build(sample, cfg, model=model, mapping=mapping)
         sch = prep.schedule
         out["sample_times"] = prep.sample_times
         out["ideal"] = prep.ideal
@@ -109,7 +109,7 @@ def run_sample(task: SampleTask) -> dict:
                            "n_pulses": sch.n_pulses, "n_merged": sch.n_merged,
                            "n_dropped": sch.n_dropped}
         if task.spice:
-            res = sim.simulate(prep, keep_waveforms=task.keep_waveforms)
+            res = simulate(prep, keep_waveforms=task.keep_waveforms)
             out.update(spice=res.spice, w_plus=res.w_plus, w_minus=res.w_minus,
                        nrmse=float(res.nrmse), spice_time_s=float(res.spice_time_s),
                        ngspice_version=res.ngspice_version, waveforms=res.waveforms)
@@ -247,6 +247,17 @@ def dataset_digest(ds) -> str:
     return h.hexdigest()[:16]
 
 
+def hardware_digest(model, mapping) -> str:
+    """Hash of the SSM and of the programmed circuit: a resumed run must not mix samples
+    simulated on different hardware, even when the config text is the same."""
+    h = hashlib.sha256()
+    for name in ("B", "taus", "groups"):
+        h.update(np.ascontiguousarray(getattr(model, name), dtype=float).tobytes())
+    for name in ("g_plus", "g_minus", "g_rram_plus", "g_rram_minus", "r_tia", "tau", "gains"):
+        h.update(np.ascontiguousarray(getattr(mapping, name), dtype=float).tobytes())
+    return h.hexdigest()[:16]
+
+
 def file_digest(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -344,7 +355,8 @@ def check_run_dir(run_dir: Path, identity: dict, force: bool) -> None:
             raise InputError(f"{run_dir}: has sample files but no manifest.json; use another -o "
                              f"directory or --force to discard them")
     else:
-        for what, key in (("config", "config_digest"), ("weights", "weights_digest")):
+        for what, key in (("config", "config_digest"), ("weights", "weights_digest"),
+                          ("SSM or circuit mapping (weights or code changed)", "hardware_digest")):
             if old.get(key) != identity[key] and not force:
                 raise InputError(f"{run_dir}: made with another {what} ({key} {old.get(key)} != "
                                  f"{identity[key]}); use another -o directory or --force to "
@@ -467,10 +479,10 @@ def evaluate(opts: Options) -> dict:
     Raises InputError/ConfigError for bad input before any simulation, CimspiceError when a
     sample fails under ``strict``, :class:`Interrupted` on Ctrl-C.
     """
-    from . import simulate as sim
     from .config import load_config
     from .mapping import map_ssm
     from .readout import make_readout
+    from .simulate import make_model, n_input_rows, schedule_sample
 
     t_start = time.perf_counter()
     run_dir = Path(opts.run_dir)
@@ -485,14 +497,14 @@ def evaluate(opts: Options) -> dict:
     ds, ds_ident = resolve_dataset(opts.dataset, run_dir, n=opts.n, seed=opts.seed)
     chosen = select(ds, opts.n_train, opts.n_test)
 
-    n_rows = sim.n_input_rows(ds.sensor_size, cfg)
-    model = sim.make_model(cfg, n_rows, opts.weights)
+    n_rows = n_input_rows(ds.sensor_size, cfg)
+    model = make_model(cfg, n_rows, opts.weights)
     train_all = np.flatnonzero((np.asarray(ds.split) if ds.split is not None
                                 else derived_split(ds.labels)) == 0)
     calib = []
     for i in train_all[: cfg.circuit.n_calibration]:
         with contextlib.suppress(InputError):  # an empty-after-filtering sample calibrates nothing
-            calib.append(sim.schedule_sample(ds.sample(int(i)), cfg))
+            calib.append(schedule_sample(ds.sample(int(i)), cfg))
     if not calib:
         raise InputError(f"{ds.source}: no training sample gives input pulses to calibrate the "
                          f"mapping; check [events] refractory_us / pool")
@@ -505,7 +517,8 @@ def evaluate(opts: Options) -> dict:
 
     digest = cfg.digest()
     identity = {"config_digest": digest, "dataset": ds_ident,
-                "weights_digest": file_digest(opts.weights) if opts.weights else None}
+                "weights_digest": file_digest(opts.weights) if opts.weights else None,
+                "hardware_digest": hardware_digest(model, mapping)}
     run_dir.mkdir(exist_ok=True)
     check_run_dir(run_dir, identity, opts.force)
     (run_dir / "samples").mkdir(exist_ok=True)
@@ -518,6 +531,12 @@ def evaluate(opts: Options) -> dict:
                 "cimspice_version": __version__}
     from .results import write_text_atomic
 
+    # A report.json always describes a finished run of the current manifest: drop the old one
+    # (its timing block is kept for a rerun that has nothing left to simulate).
+    old_report = _read_json(run_dir / "report.json")
+    for name in ("report.json", "report.md"):
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / name).unlink()
     write_text_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
     toml = cfg.to_toml()
@@ -539,12 +558,14 @@ def evaluate(opts: Options) -> dict:
     n_done_before = n_spice_total - len(spice_todo)
 
     try:
-        for t in ideal_todo:  # ideal states are milliseconds: no pool needed
-            out = run_sample(t)
-            write_sample(sample_path(run_dir, t.key), out, t, digest)
-            if out["error"] and opts.strict:
-                raise CimspiceError(f"sample {t.key} failed: {out['error']}; stopped by --strict "
-                                    f"(rerun without it to record failures and continue)")
+        with _progress(len(ideal_todo), "ideal", opts.progress if ideal_todo else False) as bar:
+            for t in ideal_todo:  # ideal states take milliseconds: no pool needed
+                out = run_sample(t)
+                write_sample(sample_path(run_dir, t.key), out, t, digest)
+                bar.update(1)
+                if out["error"] and opts.strict:
+                    raise CimspiceError(f"sample {t.key} failed: {out['error']}; stopped by "
+                                        f"--strict (rerun without it to record failures and continue)")
         timing = _run_spice(spice_todo, run_dir, digest, opts, n_done_before, n_spice_total)
     except KeyboardInterrupt:
         done = sum(_is_done(sample_path(run_dir, t.key), t, digest, opts.retry_failed) for t in tasks if t.spice)
@@ -555,7 +576,7 @@ def evaluate(opts: Options) -> dict:
     report = compute_report(records, readout=opts.readout, spice_train=opts.spice_train,
                             n_classes=max(len(ds.classes), int(np.max(ds.labels)) + 1),
                             class_names=list(ds.classes))
-    old = _read_json(run_dir / "report.json")
+    old = old_report if old_report and old_report.get("config_digest") == digest else None
     if timing["n_simulated"] == 0 and old and old.get("timing", {}).get("n_simulated"):
         timing = {**old["timing"], "note": "from the invocation that simulated the samples"}
     timing["wall_time_s_invocation"] = time.perf_counter() - t_start
@@ -601,7 +622,7 @@ def _run_spice(tasks: list, run_dir: Path, digest: str, opts: Options, n_before:
             pool.join()
     wall = time.perf_counter() - t0
     n = len(tasks)
-    return {"jobs": jobs, "n_simulated": n, "wall_time_s": wall if n else 0.0,
+    return {"jobs": min(jobs, n) if n else jobs, "jobs_requested": jobs, "n_simulated": n, "wall_time_s": wall if n else 0.0,
             "samples_per_s": n / wall if n and wall > 0 else None}
 
 
@@ -622,10 +643,11 @@ def collect(run_dir: Path, chosen: dict) -> list[SampleRecord]:
 # ------------------------------------------------------------------------------------------
 
 def _stack(recs, attr):
-    ok = [r for r in recs if getattr(r, attr) is not None and not r.error]
+    # A sample whose SPICE run failed still has valid ideal states (they come first).
+    ok = [r for r in recs if getattr(r, attr) is not None and (attr == "ideal" or not r.error)]
     if not ok:
-        return ok, None, None
-    return ok, np.stack([getattr(r, attr) for r in ok]), np.array([r.label for r in ok])
+        return None, None
+    return np.stack([getattr(r, attr) for r in ok]), np.array([r.label for r in ok])
 
 
 def _protocol(clf, X_test, y_test, labels, n_train) -> dict:
@@ -654,9 +676,9 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice
     test = [r for r in records if r.split == "test"]
     labels = np.arange(n_classes if n_classes else 1 + max(r.label for r in records))
     acc = {}
-    tr_ok, X_tr, y_tr = _stack(train, "ideal")
-    te_ok, X_te, y_te = _stack(test, "ideal")
-    ts_ok, X_ts, y_ts = _stack(test, "spice")
+    X_tr, y_tr = _stack(train, "ideal")
+    X_te, y_te = _stack(test, "ideal")
+    X_ts, y_ts = _stack(test, "spice")
     clf_info = {}
     if X_tr is None or np.unique(y_tr).size < 2 or X_te is None:
         acc["ideal"] = _na("not enough training/test samples with ideal states")
@@ -670,7 +692,7 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice
     if not spice_train:
         acc["retrained"] = _na("needs SPICE states of the training split: rerun with --spice-train")
     else:
-        sr_ok, X_sr, y_sr = _stack(train, "spice")
+        X_sr, y_sr = _stack(train, "spice")
         if X_sr is None or np.unique(y_sr).size < 2 or X_ts is None:
             acc["retrained"] = _na("not enough training/test samples with SPICE states")
         else:
@@ -684,7 +706,7 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice
                 for r in records if r.error]
     return {
         "cimspice_report": 1,
-        "readout": {"kind": readout, **{k: v for k, v in clf_info.items()}},
+        "readout": {"kind": readout, **clf_info},
         "classes": class_names or [str(c) for c in labels],
         "chance": 1.0 / len(labels),
         "accuracy": acc,
@@ -703,18 +725,10 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice
 
 
 def _clf_info(clf) -> dict:
-    info = {"params": {k: _jsonable(v) for k, v in clf.get_params().items()}}
+    info = {"params": _clean(clf.get_params())}
     if hasattr(clf, "alpha_"):
         info["alpha"] = float(clf.alpha_)
     return info
-
-
-def _jsonable(v):
-    if isinstance(v, (tuple, list, np.ndarray)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def _versions(records) -> dict:

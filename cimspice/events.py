@@ -555,8 +555,10 @@ def load_dataset(path) -> EventDataset:
         _fail(name, "offsets", f"shape {off.shape} dtype {off.dtype}",
               "store S+1 integer offsets")
     off = off.astype(np.int64)
-    if off[0] != 0 or off[-1] != events.size or (np.diff(off) < 0).any():
-        _fail(name, "offsets", f"must rise from 0 to {events.size} (got {off[0]}..{off[-1]})",
+    down = np.diff(off) < 0
+    if off[0] != 0 or off[-1] != events.size or down.any():
+        where = f", decreasing at index {_first(down) + 1}" if down.any() else ""
+        _fail(name, "offsets", f"must rise from 0 to {events.size} (got {off[0]}..{off[-1]}{where})",
               "store offsets = [0, cumsum(sample sizes)]")
     s = off.size - 1
     labels = np.asarray(data["labels"]).ravel()

@@ -16,6 +16,7 @@ Only the state nodes ``v(xs<n>p.w)``/``v(xs<n>m.w)`` are saved (and the sense cu
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,30 @@ import numpy as np
 
 from . import __version__
 from .config import Config
+from .errors import ConfigError
 from .events import PulseSchedule
 from .mapping import CircuitMapping
 
 DEVICE_DIR = Path(__file__).resolve().parent.parent / "device_models"
+DEVICE_DIR_ENV = "CIMSPICE_DEVICE_DIR"
+
+
+def device_dir() -> Path:
+    """Directory of the device model files: ``$CIMSPICE_DEVICE_DIR`` if set (read at call time,
+    so a test or a user can point one run at modified models), else the shipped device_models/."""
+    env = os.environ.get(DEVICE_DIR_ENV)
+    return Path(env) if env else DEVICE_DIR
+
+
+def _device_file(name: str) -> str:
+    path = device_dir() / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{path}: device model file cannot be read ({why}); fix: restore it or "
+                          f"point ${DEVICE_DIR_ENV} at a directory holding vmem.lib and "
+                          f"cell_1t1r.lib") from None
 
 
 def _g(x: float) -> str:
@@ -38,7 +59,7 @@ def device_lib_text() -> str:
     """The device model files inlined in every deck (volatile device, RRAM, NMOS card)."""
     parts = []
     for name in ("vmem.lib", "cell_1t1r.lib"):
-        text = (DEVICE_DIR / name).read_text()
+        text = _device_file(name)
         parts.append(f"* ---- begin {name} (inlined from cimspice device_models/) ----\n{text.rstrip()}\n"
                      f"* ---- end {name} ----")
     return "\n".join(parts)
@@ -114,8 +135,8 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
     if inline_models:
         out.append(device_lib_text())
     else:
-        out.append(f'.include "{DEVICE_DIR / "vmem.lib"}"')
-        out.append(f'.include "{DEVICE_DIR / "cell_1t1r.lib"}"')
+        out.append(f'.include "{device_dir() / "vmem.lib"}"')
+        out.append(f'.include "{device_dir() / "cell_1t1r.lib"}"')
     out.append("")
 
     out.append("* ---- input rows: one PWL source per input channel ----")
@@ -288,10 +309,10 @@ def nmos_card_params() -> str:
     """The access transistor card of cell_1t1r.lib as sp_mos1 model parameters (type=1: NMOS)."""
     import re
 
-    text = (DEVICE_DIR / "cell_1t1r.lib").read_text()
+    text = _device_file("cell_1t1r.lib")
     m = re.search(r"^\.model\s+nacc\s+nmos\s+(.*)$", text, re.M | re.I)
     if m is None:  # pragma: no cover - the shipped file has it
-        raise ValueError(f"{DEVICE_DIR / 'cell_1t1r.lib'}: no '.model nacc nmos' card")
+        raise ValueError(f"{device_dir() / 'cell_1t1r.lib'}: no '.model nacc nmos' card")
     params = [kv for kv in m.group(1).split() if not kv.lower().startswith("level=")]
     return " ".join(["type=1", *params])
 
@@ -372,8 +393,6 @@ def build_vacask_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Con
     to vmem.osdi beside the netlist). Raises ConfigError for parts VACASK cannot express
     without extra Verilog-A models: nonlinear RRAM read (rram_read_nl > 0), driver clamp.
     """
-    from .devices import va_path
-
     _vacask_check(cfg)
     c, sim = cfg.circuit, cfg.sim
     n_in, n_st = mapping.n_inputs, mapping.n_states
@@ -433,5 +452,5 @@ def build_vacask_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Con
     out.append(f"  analysis tran1 tran step={_g(tstep)} stop={_g(tstop)} maxstep={_g(maxstep)}")
     out.append("endc")
     info = VacaskDeckInfo(w_plus=w_plus, w_minus=w_minus, sense=sense, tstop=tstop,
-                          maxstep=maxstep, va_files=(va_path(),))
+                          maxstep=maxstep, va_files=(device_dir() / "vmem.va",))
     return "\n".join(out) + "\n", info

@@ -69,15 +69,19 @@ def trajectory_data(result, n_states: int = 4) -> dict:
         x = (np.asarray(w["w_plus"]) - np.asarray(w["w_minus"])) / np.asarray(gains)
         out["dense_t"] = np.asarray(w["time"], dtype=float)
         out["dense_spice"] = x[:, states]
-    dense = _dense_ideal(result, out["dense_t"] if out["dense_t"] is not None else None)
-    if dense is not None:
-        out["dense_ideal_t"], di = dense
-        out["dense_ideal"] = di[:, states]
+    if result.sample_times.size:
+        duration = float(result.sample_times[-1])
+        t_fine = np.linspace(duration / 800, duration, 800)
+        dense = ideal_on_grid(result, t_fine)
+        if dense is not None:
+            out["dense_ideal_t"] = t_fine
+            out["dense_ideal"] = dense[:, states]
     return out
 
 
-def _dense_ideal(result, t_grid):
-    """Ideal states on a fine grid from the stored B/taus/groups and pulses (None if absent)."""
+def ideal_on_grid(result, times) -> np.ndarray | None:
+    """Ideal SSM states (T, N) at ``times`` (s) recomputed from the file's model (B, taus,
+    groups), pulses (events t, c, u, width) and config; None when the file lacks them."""
     model, ev = result.model or {}, result.events or {}
     if not ({"B", "taus", "groups"} <= set(model) and {"t", "c", "u", "width"} <= set(ev)):
         return None
@@ -94,8 +98,7 @@ def _dense_ideal(result, t_grid):
                             width=np.asarray(ev["width"], float), amplitude=np.asarray(ev["u"], float),
                             n_rows=params.n_inputs, t_p=cfg.events.t_p, t_rise=cfg.events.t_rise,
                             min_gap=cfg.events.min_gap, duration=duration)
-        t = np.linspace(duration / 800, duration, 800)
-        return t, simulate_ssm(params, sch, t, method=cfg.ssm.method)
+        return simulate_ssm(params, sch, np.asarray(times, dtype=float), method=cfg.ssm.method)
     except Exception:  # a plot must not fail because an optional overlay cannot be rebuilt
         return None
 

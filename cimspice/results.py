@@ -28,17 +28,34 @@ from . import __version__
 from .errors import InputError
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
+def _temp_beside(path: Path) -> str:
+    """Create an empty temp file in ``path``'s directory; one-line InputError if impossible."""
     parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give a file name for -o")
     if not parent.is_dir():
         raise InputError(f"{path}: output directory {parent} does not exist; create it or choose another -o")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{path}: output directory {parent} is not writable; choose another -o")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:  # os.access says yes for root even where creating fails (read-only mounts, /proc)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create a file in {parent} ({exc.strerror}); "
+                         f"choose another -o") from None
     os.close(fd)
+    return tmp
+
+
+def check_output_path(path: str | Path) -> None:
+    """Fail early (before a long run) if ``path`` cannot be written; leaves nothing behind."""
+    os.unlink(_temp_beside(Path(path)))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    tmp = _temp_beside(path)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

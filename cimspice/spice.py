@@ -339,6 +339,10 @@ _NGSPICE_RULES = [
      "the file next to the deck"),
     (NetlistError, re.compile(r"unknown subckt", re.I),
      "define the .subckt (or .include its file) before it is used"),
+    # 'Closing "}" not found.' precedes the bare 'fatal error, exit(1)' that says nothing.
+    (NetlistError, re.compile(r"closing \S{1,3} not found", re.I),
+     "balance the braces/parentheses of the parameter expressions in the deck (or in the "
+     "device model files it inlines)"),
     (NetlistError, re.compile(r"^\s*error|undefined parameter|fatal error|circuit not parsed",
                               re.I | re.M),
      "fix the deck line named above"),

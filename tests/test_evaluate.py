@@ -1,0 +1,347 @@
+"""Issue 6: `cimspice evaluate` over a dataset (real ngspice), resume, report, plots, bad input.
+
+A tiny dataset keeps ngspice fast: 8x8 DVS bars, one speed (4 classes), 60 ms streams,
+12 samples (8 train, 4 test); pooling 4 -> 8 input rows, 4 states, plain-resistor cells.
+Expected figures are recomputed independently from the saved sample files (h5py, NumPy and
+scikit-learn), never copied from a run.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.linear_model import RidgeClassifier
+from sklearn.preprocessing import StandardScaler
+
+from cimspice import datasets
+from cimspice.cli import main
+from cimspice.results import read_result
+
+TINY_TOML = """
+[events]
+pool = 4
+[ssm]
+n_states = 4
+taus = [0.01, 0.04]
+n_samples = 5
+[circuit]
+access = "none"
+n_calibration = 4
+[sim]
+reltol = 1e-4
+"""
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PROTOCOLS = ("ideal", "transfer", "retrained")
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(res) -> str:
+    err = res.stderr.strip()
+    assert res.exit_code != 0
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    ds = datasets.make_dataset("dvs-bars", 12, 0, size=8, crossing_ms=(40.0,), duration_us=60_000,
+                               start_ms=(2.0, 10.0))
+    datasets.save_dataset(d / "tiny.npz", ds)
+    (d / "tiny.toml").write_text(TINY_TOML)
+    return {"dir": d, "data": d / "tiny.npz", "config": d / "tiny.toml"}
+
+
+@pytest.fixture(scope="module")
+def run_a(tiny):
+    """--jobs 1 --spice-train, with plots: the reference run."""
+    out = tiny["dir"] / "run_a"
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
+              "--spice-train", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    return out, res
+
+
+@pytest.fixture(scope="module")
+def run_b(tiny):
+    out = tiny["dir"] / "run_b"
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 2,
+              "--spice-train", "--no-plots", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    return out
+
+
+def load_states(run_dir: Path, kind: str):
+    """{key: (states (M, N), label)} for every sample file holding ``kind`` states."""
+    out = {}
+    for f in sorted(glob.glob(str(run_dir / "samples" / "*.h5"))):
+        with h5py.File(f, "r") as h:
+            if f"states/{kind}" in h:
+                out[Path(f).stem] = (h[f"states/{kind}"][0], int(h["labels"][0]))
+    return out
+
+
+def xy(states: dict, split: str):
+    keys = sorted(k for k in states if k.startswith(split))
+    return (np.stack([states[k][0].ravel() for k in keys]), np.array([states[k][1] for k in keys]))
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its new parent to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def figures(rep: dict, protocols=PROTOCOLS) -> dict:
+    """The report's data-derived figures (the timing block describes one invocation)."""
+    return {"accuracy": {p: rep["accuracy"][p] for p in protocols},
+            "nrmse": rep["nrmse"]["per_sample"], "failures": rep["failures"]}
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_report_numbers_recomputed_from_sample_files(run_a):
+    run_dir, res = run_a
+    rep = report(run_dir)
+    ideal, spice = load_states(run_dir, "ideal"), load_states(run_dir, "spice")
+    assert len(ideal) == 12 and len(spice) == 12  # --spice-train: every sample simulated
+    Xtr, ytr = xy(ideal, "train")
+    Xte, yte = xy(ideal, "test")
+    Sxtr, _ = xy(spice, "train")
+    Sxte, syte = xy(spice, "test")
+
+    def sk_predict(X_fit, y_fit, X_eval, alpha):
+        # sklearn reference of the readout (standardise on the fit set, RidgeClassifier).
+        sc = StandardScaler().fit(X_fit)
+        return RidgeClassifier(alpha=alpha).fit(sc.transform(X_fit), y_fit).predict(sc.transform(X_eval))
+
+    a_ideal = rep["readout"]["ideal"]["alpha"]
+    a_re = rep["readout"]["retrained"]["alpha"]
+    expect = {"ideal": (sk_predict(Xtr, ytr, Xte, a_ideal), yte),
+              "transfer": (sk_predict(Xtr, ytr, Sxte, a_ideal), syte),
+              "retrained": (sk_predict(Sxtr, ytr, Sxte, a_re), syte)}
+    n_classes = len(rep["classes"])
+    for p, (pred, y) in expect.items():
+        got = rep["accuracy"][p]
+        assert got["accuracy"] == pytest.approx(np.mean(pred == y), abs=1e-12)
+        cm = np.zeros((n_classes, n_classes), int)
+        np.add.at(cm, (y, pred), 1)
+        assert np.array_equal(np.array(got["confusion"]), cm)
+        assert got["n_test"] == 4 and got["n_train"] == 8
+
+    nr = {k: float(np.sqrt(np.mean((spice[k][0] - ideal[k][0]) ** 2)) /
+                 np.sqrt(np.mean(ideal[k][0] ** 2))) for k in spice}
+    assert rep["nrmse"]["per_sample"].keys() == nr.keys()
+    for k in nr:  # same formula on the same float64 arrays: rounding-level agreement
+        assert rep["nrmse"]["per_sample"][k] == pytest.approx(nr[k], rel=1e-12)
+    assert rep["nrmse"]["mean"] == pytest.approx(np.mean(list(nr.values())), rel=1e-12)
+    assert rep["nrmse"]["max"] == pytest.approx(max(nr.values()), rel=1e-12)
+    times = [read_result(f).metrics["spice_time_s"] for f in (run_dir / "samples").glob("*.h5")]
+    assert rep["spice_time_s_total"] == pytest.approx(sum(times), rel=1e-12)
+    assert rep["n_samples"] == {"train": 8, "test": 4, "simulated": 12, "failed": 0}
+    assert rep["versions"]["ngspice"] and rep["versions"]["numpy"] == np.__version__
+
+    for name in ("trajectories.png", "accuracy.png", "confusion.png", "nrmse_hist.png"):
+        assert (run_dir / name).read_bytes()[:8] == PNG_MAGIC
+    md = (run_dir / "report.md").read_text()
+    assert "ideal accuracy" in md and "retrained" in md
+    for line in ("ideal accuracy", "SPICE transfer accuracy", "SPICE retrained accuracy",
+                 "state NRMSE mean / max"):
+        assert line in res.output
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["selected"] == {"train": [0, 1, 2, 3, 8, 9, 10, 11], "test": [4, 5, 6, 7]}
+
+
+def test_jobs2_gives_the_same_results_as_jobs1(run_a, run_b):
+    a_dir, _ = run_a
+    for kind in ("ideal", "spice"):
+        a, b = load_states(a_dir, kind), load_states(run_b, kind)
+        assert a.keys() == b.keys() and len(a) == 12
+        for k in a:  # same deck, same ngspice binary: bit-identical states
+            assert np.array_equal(a[k][0], b[k][0]), (kind, k)
+    assert figures(report(a_dir)) == figures(report(run_b))
+    assert report(run_b)["timing"]["jobs"] == 2
+
+
+def test_same_seed_gives_identical_state_arrays(tiny, tmp_path):
+    runs = []
+    for name in ("s1", "s2"):
+        res = cli("evaluate", "--dataset", "dvs-bars", "--n", 16, "--seed", 3, "--n-train", 8,
+                  "--n-test", 1, "--config", tiny["config"], "--no-plots", "-o", tmp_path / name)
+        assert res.exit_code == 0, res.stderr
+        runs.append(tmp_path / name)
+    for kind in ("ideal", "spice"):
+        a, b = load_states(runs[0], kind), load_states(runs[1], kind)
+        assert a.keys() == b.keys() and a
+        for k in a:
+            assert np.array_equal(a[k][0], b[k][0])
+    d1 = np.load(runs[0] / "dataset.npz")
+    d2 = np.load(runs[1] / "dataset.npz")
+    assert np.array_equal(d1["events"], d2["events"])
+    # The check above could fail: another seed draws other events.
+    other = datasets.make_dataset("dvs-bars", 16, 4)
+    assert not np.array_equal(other.events[: d1["events"].size], d1["events"][: other.events.size])
+
+
+def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", str(tiny["data"]),
+            "--config", str(tiny["config"]), "--jobs", "1", "--no-plots", "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while not list((out / "samples").glob("test_*.h5")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no sample file appeared"
+        time.sleep(0.02)
+    workers = children_of(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (out / "report.json").exists()
+    # The orphaned worker finishes its sample (written atomically) and exits once it finds its
+    # task queue closed; wait for it so that the check for temp files below is deterministic.
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "orphaned worker did not exit"
+        time.sleep(0.05)
+
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
+              "--no-plots", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    rep = report(out)
+    assert rep["timing"]["n_simulated"] < 4  # finished samples were skipped, not redone
+    # Same figures as the uninterrupted reference (which also ran --spice-train: ideal and
+    # transfer depend only on ideal training states and the test states).
+    ref = report(run_a[0])
+    assert figures(rep, ("ideal", "transfer")) == figures(ref, ("ideal", "transfer")) | {
+        "nrmse": {k: v for k, v in ref["nrmse"]["per_sample"].items() if k.startswith("test")}}
+    assert not list((out / "samples").glob(".*"))  # no temp file left behind
+
+
+def test_changed_config_refuses_without_force(tiny, run_a, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(run_a[0], out)
+    before = sorted(p.name for p in (out / "samples").iterdir())
+    other = tmp_path / "other.toml"
+    other.write_text(TINY_TOML.replace("reltol = 1e-4", "reltol = 2e-4"))
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", other, "-o", out)
+    err = one_line_error(res)
+    assert "another config" in err and "--force" in err
+    assert sorted(p.name for p in (out / "samples").iterdir()) == before
+
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", other, "--n-train", 8,
+              "--n-test", 1, "--no-plots", "--force", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    left = sorted(p.name for p in (out / "samples").iterdir())
+    assert len(left) == 9 and "test_00005.h5" not in left  # old samples were discarded
+    with h5py.File(out / "samples" / "test_00004.h5") as h:
+        assert "reltol = 0.0002" in h.attrs["config"]
+
+
+def test_failing_samples_are_recorded_and_strict_stops(tiny, tmp_path):
+    # A 1 ms ngspice timeout makes every SPICE sample fail for real (SpiceTimeout).
+    bad = tmp_path / "timeout.toml"
+    bad.write_text(TINY_TOML + "timeout = 0.001\n")
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", bad, "--no-plots",
+              "-o", tmp_path / "lenient")
+    assert res.exit_code == 0, res.stderr
+    rep = report(tmp_path / "lenient")
+    assert rep["n_samples"]["failed"] == 4
+    assert {f["key"] for f in rep["failures"]} == {f"test_0000{i}" for i in (4, 5, 6, 7)}
+    assert all("SpiceTimeout" in f["error"] for f in rep["failures"])
+    assert rep["accuracy"]["ideal"]["accuracy"] is not None  # ideal states still usable
+    assert rep["accuracy"]["transfer"]["accuracy"] is None
+    assert "4 failed" in res.output
+
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", bad, "--strict", "--no-plots",
+              "-o", tmp_path / "strict")
+    err = one_line_error(res)
+    assert "failed" in err and "SpiceTimeout" in err
+    assert not (tmp_path / "strict" / "report.json").exists()
+
+
+def test_unknown_dataset_name_lists_known_names(tmp_path):
+    err = one_line_error(cli("evaluate", "--dataset", "dvs-nope", "-o", tmp_path / "r"))
+    for info in datasets.list_datasets():
+        assert info.name in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_dataset_file_without_labels(tiny, tmp_path):
+    with np.load(tiny["data"]) as z:
+        arrays = {k: z[k] for k in z.files if k != "labels"}
+    path = tmp_path / "nolabels.npz"
+    np.savez(path, **arrays)
+    err = one_line_error(cli("evaluate", "--dataset", path, "--config", tiny["config"],
+                             "-o", tmp_path / "r"))
+    assert "labels" in err and "nolabels.npz" in err
+    assert not (tmp_path / "r" / "report.json").exists()
+
+
+def test_n_test_larger_than_the_split(tiny, tmp_path):
+    err = one_line_error(cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"],
+                             "--n-test", 5, "-o", tmp_path / "r"))
+    assert "--n-test 5" in err and "4" in err
+    assert not (tmp_path / "r" / "report.json").exists()
+
+
+def test_plot_draws_one_result(tiny, run_a, tmp_path):
+    from cimspice.plots import ideal_on_grid, trajectory_data
+
+    rep = report(run_a[0])
+    path = run_a[0] / "samples" / f"{rep['trace_sample']}.h5"
+    res = cli("plot", path, "-o", tmp_path / "t.png")
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "t.png").read_bytes()[:8] == PNG_MAGIC
+
+    r = read_result(path)
+    d = trajectory_data(r, n_states=4)
+    # The dense SPICE trace at the sample times is what the states were sampled from.
+    for j in range(len(d["states"])):
+        assert np.interp(d["t"], d["dense_t"], d["dense_spice"][:, j]) == pytest.approx(
+            d["spice"][:, j], rel=1e-9, abs=1e-12)
+    # The ideal overlay is rebuilt from the stored model + pulses: it must reproduce the
+    # stored ideal states at the sample times (same formula, same inputs).
+    assert ideal_on_grid(r, r.sample_times) == pytest.approx(r.ideal[0], rel=1e-10, abs=1e-12)
+
+    # A `cimspice simulate --waveforms` result plots the same way.
+    h5 = tmp_path / "one.h5"
+    res = cli("simulate", tiny["data"], "--index", 4, "-c", tiny["config"], "--waveforms", "-o", h5)
+    assert res.exit_code == 0, res.stderr
+    res = cli("plot", h5)
+    assert res.exit_code == 0, res.stderr
+    assert h5.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
