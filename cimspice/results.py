@@ -43,6 +43,9 @@ def _temp_beside(path: Path) -> str:
         raise InputError(f"{path}: cannot create a file in {parent} ({exc.strerror}); "
                          f"choose another -o") from None
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
     return tmp
 
 
