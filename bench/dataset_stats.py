@@ -8,7 +8,7 @@ duration; mean event rate (events / duration). ``--accuracy`` adds the ideal-SSM
 events -> pooled channels -> pulse schedule (t_p = 100 µs, stream end = nominal duration) ->
 ``random_ssm`` (Gaussian B, seed 0) -> ``simulate_ssm(method='pulse')`` at ``m`` evenly spaced
 instants -> ``RidgeReadout`` (alpha by 5-fold CV) trained on the train split, scored on the test
-split, for each ``--n-states``.
+split, for each ``--n-states``, and a no-memory control (one 0.5 ms decay).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--taus", type=float, nargs="+", default=[0.01, 0.04], help="seconds")
     ap.add_argument("--m", type=int, default=10, help="sample times per stream")
     ap.add_argument("--pool", type=int, default=4)
+    ap.add_argument("--control-tau", type=float, default=5e-4,
+                    help="no-memory control: one decay of this many seconds (0 = skip)")
     args = ap.parse_args(argv)
 
     head = (f"| dataset | classes | sensor | input rows | events/sample (min-max) | duration | "
@@ -66,6 +68,9 @@ def main(argv=None) -> int:
     if args.accuracy:
         head += "".join(f" acc N={n} |" for n in args.n_states)
         rule += "---:|" * len(args.n_states)
+        if args.control_tau > 0:
+            head += f" acc N={args.n_states[0]}, tau {args.control_tau * 1e3:g} ms |"
+            rule += "---:|"
     print(f"n = {args.n} samples per dataset, seed {args.seed}"
           + (f"; accuracy: pool {args.pool}, taus {args.taus} s, m = {args.m}, t_p = 100 us, "
              f"test split" if args.accuracy else ""))
@@ -85,6 +90,10 @@ def main(argv=None) -> int:
         if args.accuracy:
             for n in args.n_states:
                 X = ideal_states(ds, pool=args.pool, n_states=n, taus=tuple(args.taus), m=args.m)
+                row += f" {readout_accuracy(ds, X):.3f} |"
+            if args.control_tau > 0:
+                X = ideal_states(ds, pool=args.pool, n_states=args.n_states[0],
+                                 taus=(args.control_tau,), m=args.m)
                 row += f" {readout_accuracy(ds, X):.3f} |"
         print(row, flush=True)
     return 0

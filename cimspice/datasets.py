@@ -196,40 +196,48 @@ def _change_events(logi: np.ndarray, frame_us: float, th_on: np.ndarray, th_off:
                    refractory_us: float) -> tuple:
     """Log-intensity change detector on frames ``logi`` (T+1, P) taken every ``frame_us``.
 
-    Each pixel remembers a reference level (reset to frame 0). When the signal moves one ON
-    (OFF) threshold above (below) it, the reference moves by that threshold and an event is
-    stamped at the linearly interpolated crossing time. A crossing within ``refractory_us`` of
-    the pixel's last emitted event is not emitted (the reference still moves: the change is lost,
-    as in a pixel held in reset). Returns (t_us float, pixel index, polarity) unsorted.
+    Each pixel remembers a reference level (reset to frame 0). When the signal at a frame is one
+    ON (OFF) threshold above (below) it, the reference moves by that threshold and an event is
+    stamped at the linearly interpolated crossing time inside the frame interval (several per
+    interval if the step is large). A crossing within ``refractory_us`` of the pixel's last
+    emitted event is not emitted (the reference still moves: the change is lost, as in a pixel
+    held in reset). Returns (t_us float, pixel index, polarity) unsorted.
     """
     n_frames, n_pix = logi.shape
     ref = logi[0].copy()
     last = np.full(n_pix, -np.inf)
+    kpos = np.ones(n_pix, dtype=np.int64)       # first frame a pixel's next crossing can be at
+    frames = np.arange(n_frames)[:, None]
     out_t, out_i, out_p = [], [], []
-    th_min = min(th_on.min(), th_off.min())
-    # Only frames where some pixel can cross are visited: cheap pre-screen on the raw signal.
-    for k in range(1, n_frames):
-        cur = logi[k]
-        d = cur - ref
-        if np.abs(d).max() < th_min:
-            continue
-        prev = logi[k - 1]
-        t0 = (k - 1) * frame_us
-        for pol, th, sign in ((1, th_on, 1.0), (0, th_off, -1.0)):
-            idx = np.flatnonzero(sign * d >= th)
-            while idx.size:
-                level = ref[idx] + sign * th[idx]
-                step = cur[idx] - prev[idx]
-                safe = np.where(step == 0.0, 1.0, step)
-                frac = np.clip(np.where(step == 0.0, 1.0, (level - prev[idx]) / safe), 0.0, 1.0)
-                te = t0 + frac * frame_us
-                ok = te - last[idx] >= refractory_us
-                out_t.append(te[ok])
-                out_i.append(idx[ok])
-                out_p.append(np.full(int(ok.sum()), pol, dtype=np.int8))
-                last[idx[ok]] = te[ok]
-                ref[idx] = level
-                idx = idx[sign * (cur[idx] - ref[idx]) >= th[idx]]
+    active = np.arange(n_pix)
+    # Event-driven: each pass finds, for every still-active pixel, its next crossing frame with
+    # one vectorised search over all frames, so the loop runs (max crossings per pixel) times.
+    while active.size:
+        sig = logi[:, active]
+        d = sig - ref[active]
+        later = frames >= kpos[active]
+        up = (d >= th_on[active]) & later
+        down = (-d >= th_off[active]) & later
+        hit = up | down
+        k = hit.argmax(axis=0)
+        cols = np.arange(active.size)
+        found = hit[k, cols]
+        active, k, cols = active[found], k[found], cols[found]
+        if not active.size:
+            break
+        is_on = up[k, cols]
+        level = ref[active] + np.where(is_on, th_on[active], -th_off[active])
+        prev, cur = sig[k - 1, cols], sig[k, cols]
+        step = cur - prev
+        frac = np.clip((level - prev) / np.where(step == 0.0, 1.0, step), 0.0, 1.0)
+        te = (k - 1 + np.where(step == 0.0, 1.0, frac)) * frame_us
+        ok = te - last[active] >= refractory_us
+        out_t.append(te[ok])
+        out_i.append(active[ok])
+        out_p.append(is_on[ok].astype(np.int8))
+        last[active[ok]] = te[ok]
+        ref[active] = level
+        kpos[active] = k
     if not out_t:
         return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8)
     return np.concatenate(out_t), np.concatenate(out_i), np.concatenate(out_p)
@@ -246,7 +254,7 @@ def _vision_events(logi: np.ndarray, p: DvsParams, sensor: dict, duration_us: in
     pix = np.concatenate([pix, rng.integers(0, h * w, n_noise)])
     pol = np.concatenate([pol, rng.integers(0, 2, n_noise).astype(np.int8)])
     t_us = np.minimum(np.rint(t).astype(np.int64), duration_us - 1)
-    order = np.argsort(t_us, kind="stable")
+    order = np.lexsort((pol, pix, t_us))        # canonical order: t, then pixel, then polarity
     ev = np.empty(order.size, dtype=VISION_DTYPE)
     ev["t"] = t_us[order]
     ev["x"] = pix[order] % w

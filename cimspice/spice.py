@@ -444,7 +444,7 @@ def _run_process(cmd, *, cwd, timeout, deck, tool):
         reached = re.findall(r"Reference value\s*:\s*(\S+)", log)
         where = f" (simulated time reached {reached[-1]} s)" if reached else ""
         raise SpiceTimeout(f"{tool} timed out after {timeout:g} s on {deck} and was killed"
-                           f"{where}; fix: raise timeout= or shorten the analysis (fewer "
+                           f"{where}; fix: raise the timeout ([sim] timeout in the config) or shorten the analysis (fewer "
                            "points, larger maxstep)", log_tail=_tail(log), deck=deck) from None
     except BaseException:
         # The child runs in its own session, so Ctrl-C does not reach it: kill it here.

@@ -117,9 +117,6 @@ SPECIAL = [
     # id, command, setup, names, expect
     ("directory-named-like-a-file", "events info", _directory_as_file, "x.npz",
      ["is a directory"]),
-    ("directory-named-like-a-file-simulate", "simulate",
-     lambda t, o: (_directory_as_file(t, o)[0] + ["-o", str(o / "r.h5")], None), "x.npz",
-     ["is a directory"]),
     ("missing-file", "events info", _missing_file, "nope.csv", ["no such file"]),
     ("output-dir-missing", "simulate", _output_dir_missing, "r.h5", ["no_such_dir", "does not exist", "-o"]),
     ("output-parent-is-a-file", "simulate", _output_parent_is_file, "r.h5",
@@ -139,11 +136,6 @@ SPECIAL = [
     ("datasets-make-unknown-name", "datasets make",
      lambda t, o: (["no-such-set", "-o", str(o / "d.npz")], None), "no-such-set",
      ["unknown dataset"]),
-    ("datasets-make-too-few-samples", "datasets make",
-     lambda t, o: (["audio-chirps", "--n", "2", "-o", str(o / "d.npz")], None), "audio-chirps",
-     ["n=2"]),
-    ("datasets-make-wrong-extension", "datasets make",
-     lambda t, o: (["audio-chirps", "-o", str(o / "d.txt")], None), "d.txt", [".npz"]),
     ("datasets-make-output-is-a-directory", "datasets make",
      lambda t, o: (["audio-chirps", "-o", _directory_as_file(t, o)[0][0]], None), "x.npz",
      ["is a directory"]),
@@ -218,7 +210,7 @@ def test_manifest_covers_every_corpus_file():
              if p.is_file() and p.parent != CORPUS and "__pycache__" not in p.parts}
     assert files - used == set()
     event_cases = [c for c in _manifest() if c["events"] != GOOD]
-    assert len(event_cases) + 3 >= 25                # + directory, missing file (x2 commands)
+    assert len(event_cases) + 2 >= 25                # + a directory and a missing file
     assert len(_manifest()) - len(event_cases) >= 10  # configurations and weights
 
 
