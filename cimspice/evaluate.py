@@ -91,10 +91,7 @@ def run_sample(task: SampleTask) -> dict:
     from .ssm import SSMParams
 
     t0 = time.perf_counter()
-    out = {"key": task.key, "split": task.split, "index": task.index, "label": task.label,
-           "sample_times": None, "ideal": None, "spice": None, "w_plus": None, "w_minus": None,
-           "nrmse": float("nan"), "spice_time_s": 0.0, "wall_time_s": 0.0,
-           "ngspice_version": "", "schedule": None, "waveforms": {}, "error": ""}
+    out = failed_output(task, "")
     try:
         cfg = config_from_toml(task.config_toml)
         model = SSMParams(**task.model)
@@ -119,6 +116,14 @@ def run_sample(task: SampleTask) -> dict:
         out["error"] = _one_line(exc)
     out["wall_time_s"] = time.perf_counter() - t0
     return out
+
+
+def failed_output(task: SampleTask, error: str) -> dict:
+    """A :func:`run_sample` result with no states (the starting point of every result)."""
+    return {"key": task.key, "split": task.split, "index": task.index, "label": task.label,
+            "sample_times": None, "ideal": None, "spice": None, "w_plus": None, "w_minus": None,
+            "nrmse": float("nan"), "spice_time_s": 0.0, "wall_time_s": 0.0,
+            "ngspice_version": "", "schedule": None, "waveforms": {}, "error": error}
 
 
 def config_from_toml(text: str) -> Config:
@@ -389,15 +394,14 @@ def _mapping_arrays(mapping) -> dict:
     return {f.name: getattr(mapping, f.name) for f in dataclasses.fields(mapping)}
 
 
-def _kill_children() -> None:
-    """SIGKILL this process's child processes (ngspice runs in its own session, so a signal to
-    the worker does not reach it)."""
-    me = os.getpid()
+def _kill_children(pid: int | None = None) -> None:
+    """SIGKILL the child processes of ``pid`` (default: this process). ngspice runs in its
+    own session, so a signal to its worker does not reach it. Linux /proc; no-op elsewhere."""
+    parent = os.getpid() if pid is None else pid
     for d in Path("/proc").glob("[0-9]*"):
         try:
             stat = (d / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == me:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
                 os.kill(int(d.name), signal.SIGKILL)
         except (OSError, ValueError, IndexError):
             continue
@@ -415,6 +419,125 @@ def _worker_init() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
+
+
+def _worker_loop(conn) -> None:
+    """Worker process: run the jobs received on ``conn`` until None or the main process is gone."""
+    _worker_init()
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return  # the main process is gone (e.g. SIGKILLed): stop quietly
+        if job is None:
+            return
+        summary = _work(job)
+        try:
+            conn.send(summary)
+        except OSError:
+            return
+
+
+@dataclass(eq=False)
+class _Worker:
+    proc: multiprocessing.process.BaseProcess
+    conn: object
+
+
+class _WorkerSet:
+    """Worker processes with one private pipe each and one job in flight per worker.
+
+    No lock is shared between processes, so any worker can be killed at any moment without
+    blocking the others; multiprocessing.Pool can hang in terminate() when a worker dies while
+    holding its task-queue lock (seen here with --strict).
+    """
+
+    def __init__(self, n: int):
+        self.ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited locks
+        self.workers = [self._start() for _ in range(n)]
+
+    def _start(self) -> _Worker:
+        parent, child = self.ctx.Pipe()
+        with _single_thread_blas():
+            proc = self.ctx.Process(target=_worker_loop, args=(child,), daemon=True)
+            proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def _replace(self, w: _Worker) -> _Worker:
+        self._kill([w])
+        new = self._start()
+        self.workers[self.workers.index(w)] = new
+        return new
+
+    def map_unordered(self, jobs: list):
+        """Yield one summary per job as they finish; a worker that dies yields
+        ``{'key', 'error', 'died': True, 'job'}`` and is replaced."""
+        from multiprocessing.connection import wait
+
+        pending = list(reversed(jobs))
+        idle, busy = list(self.workers), {}
+        while pending or busy:
+            while idle and pending:
+                w, job = idle.pop(), pending.pop()
+                try:
+                    w.conn.send(job)
+                    busy[w] = job
+                except OSError:  # died while idle: retry the job on a fresh worker
+                    pending.append(job)
+                    idle.append(self._replace(w))
+            handles = {}
+            for w in busy:
+                handles[w.conn] = w
+                handles[w.proc.sentinel] = w
+            for h in wait(list(handles)):
+                w = handles[h]
+                if w not in busy:
+                    continue  # both its pipe and its sentinel were ready
+                job = busy.pop(w)
+                try:
+                    if w.conn.poll():
+                        idle.append(w)
+                        yield w.conn.recv()
+                        continue
+                except (EOFError, OSError):
+                    pass
+                code = w.proc.exitcode
+                idle.append(self._replace(w))
+                yield {"key": job[0].key, "died": True, "job": job,
+                       "error": f"WorkerDied: worker process exited with code {code}",
+                       "nrmse": float("nan"), "spice_time_s": 0.0}
+
+    def close(self) -> None:
+        """Normal end: ask every worker to stop."""
+        for w in self.workers:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        for w in self.workers:
+            w.proc.join(timeout=10)
+        self._kill([w for w in self.workers if w.proc.is_alive()])
+
+    def terminate(self, grace: float = 3.0) -> None:
+        """Abnormal end: SIGTERM (a worker kills its ngspice and unwinds its atomic writes),
+        then SIGKILL whatever is still alive after ``grace`` seconds."""
+        for w in self.workers:
+            if w.proc.is_alive():
+                w.proc.terminate()
+        deadline = time.monotonic() + grace
+        for w in self.workers:
+            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._kill(self.workers)
+
+    @staticmethod
+    def _kill(workers) -> None:
+        for w in workers:
+            if w.proc.is_alive():
+                _kill_children(w.proc.pid)
+                w.proc.kill()
+            w.proc.join(timeout=10)
+            w.conn.close()
 
 
 def _work(job: tuple) -> dict:
@@ -603,27 +726,31 @@ def _run_spice(tasks: list, run_dir: Path, digest: str, opts: Options, n_before:
         # Longest first (event count ~ ngspice time): no long sample left alone at the end.
         tasks = sorted(tasks, key=lambda t: -t.events.size)
         work = [(t, str(sample_path(run_dir, t.key)), digest) for t in tasks]
-        ctx = multiprocessing.get_context("spawn")
         bar = _progress(n_total, "ngspice", opts.progress)
         bar.update(n_before)
-        with _single_thread_blas():
-            pool = ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init)
-        with pool, bar:
-            for summary in pool.imap_unordered(_work, work, chunksize=1):
-                bar.update(1)
-                if summary["error"]:
-                    n_failed += 1
-                    bar.set_postfix(failed=n_failed)
-                    if opts.strict:
-                        raise CimspiceError(f"sample {summary['key']} failed: {summary['error']}; "
-                                            f"stopped by --strict (rerun without it to record "
-                                            f"failures and continue)")
-            pool.close()
-            pool.join()
+        workers = _WorkerSet(min(jobs, len(tasks)))
+        try:
+            with bar:
+                for summary in workers.map_unordered(work):
+                    if summary.get("died"):  # no file from the dead worker: record the failure
+                        task, path, _ = summary["job"]
+                        write_sample(Path(path), failed_output(task, summary["error"]), task, digest)
+                    bar.update(1)
+                    if summary["error"]:
+                        n_failed += 1
+                        bar.set_postfix(failed=n_failed)
+                        if opts.strict:
+                            raise CimspiceError(f"sample {summary['key']} failed: {summary['error']}; "
+                                                f"stopped by --strict (rerun without it to record "
+                                                f"failures and continue)")
+        except BaseException:
+            workers.terminate()
+            raise
+        workers.close()
     wall = time.perf_counter() - t0
     n = len(tasks)
-    return {"jobs": min(jobs, n) if n else jobs, "jobs_requested": jobs, "n_simulated": n, "wall_time_s": wall if n else 0.0,
-            "samples_per_s": n / wall if n and wall > 0 else None}
+    return {"jobs": min(jobs, n) if n else jobs, "jobs_requested": jobs, "n_simulated": n,
+            "wall_time_s": wall if n else 0.0, "samples_per_s": n / wall if n and wall > 0 else None}
 
 
 def collect(run_dir: Path, chosen: dict) -> list[SampleRecord]:

@@ -258,10 +258,11 @@ def test_cli_make_errors_write_nothing(tmp_path, args, message):
 # stream end = the nominal 150 ms, N = 8 Gaussian states (seed 0), taus (10, 40) ms, states at
 # 10 evenly spaced instants, ridge readout (alpha by 5-fold CV), 200 samples, seed 0, scored on
 # the fixed test split (48-52 samples). Measured (bench/dataset_stats.py --accuracy):
-#   dvs-bars 0.979 (chance 0.125), dvs-digits 0.923 (0.25), audio-chirps 0.981 (0.25).
+#   dvs-bars 0.979 (chance 0.125), dvs-digits 0.962 (0.25), audio-chirps 0.981 (0.25);
+# other dataset seeds (1-3) gave 0.92-0.96, 0.92-0.96, 1.00.
 # The thresholds leave ~0.1 of margin: the run is deterministic, so the margin only absorbs
-# legitimate numerical changes in ssm/readout, not randomness.
-EXPECTED = {"dvs-bars": 0.85, "dvs-digits": 0.80, "audio-chirps": 0.88}
+# legitimate numerical changes in ssm/readout (one test sample is ~0.02), not randomness.
+EXPECTED = {"dvs-bars": 0.87, "dvs-digits": 0.85, "audio-chirps": 0.88}
 
 
 @pytest.fixture(scope="module")
