@@ -495,13 +495,17 @@ class _WorkerSet:
                 if w not in busy:
                     continue  # both its pipe and its sentinel were ready
                 job = busy.pop(w)
+                summary = None
                 try:
                     if w.conn.poll():
-                        idle.append(w)
-                        yield w.conn.recv()
-                        continue
-                except (EOFError, OSError):
+                        summary = w.conn.recv()
+                except (EOFError, OSError):  # pipe closed: the worker died
                     pass
+                if summary is not None:
+                    idle.append(w)
+                    yield summary
+                    continue
+                w.proc.join(timeout=5)
                 code = w.proc.exitcode
                 idle.append(self._replace(w))
                 yield {"key": job[0].key, "died": True, "job": job,
@@ -605,7 +609,7 @@ def evaluate(opts: Options) -> dict:
     from .config import load_config
     from .mapping import map_ssm
     from .readout import make_readout
-    from .simulate import make_model, n_input_rows, schedule_sample
+    from .simulate import calibrate, make_model, n_input_rows, schedule_sample
 
     t_start = time.perf_counter()
     run_dir = Path(opts.run_dir)
@@ -631,12 +635,12 @@ def evaluate(opts: Options) -> dict:
     if not calib:
         raise InputError(f"{ds.source}: no training sample gives input pulses to calibrate the "
                          f"mapping; check [events] refractory_us / pool")
-    mapping = map_ssm(model, cfg, calib)
+    # Same hardware as `simulate --index`: mapped, and in non-linear write modes gain-fitted
+    # on SPICE runs of, the first n_calibration training samples.
+    mapping = calibrate(model, map_ssm(model, cfg, calib), cfg, calib)
     if not np.all(np.isfinite(mapping.gains)):
-        # The least-squares gain fit (mapping.calibrate_gains) needs SPICE calibration runs,
-        # which evaluate does not do yet.
-        raise ConfigError(f"config: [device] mode={cfg.device.mode!r} needs gains fitted on SPICE "
-                          f"calibration runs, not supported by evaluate yet; use mode='linear'")
+        raise ConfigError(f"config: [device] mode={cfg.device.mode!r}: the state gains could not be "
+                          f"calibrated (non-finite); check the [device] write parameters")
 
     digest = cfg.digest()
     identity = {"config_digest": digest, "dataset": ds_ident,
@@ -734,7 +738,9 @@ def _run_spice(tasks: list, run_dir: Path, digest: str, opts: Options, n_before:
                 for summary in workers.map_unordered(work):
                     if summary.get("died"):  # no file from the dead worker: record the failure
                         task, path, _ = summary["job"]
-                        write_sample(Path(path), failed_output(task, summary["error"]), task, digest)
+                        out = run_sample(dataclasses.replace(task, spice=False, keep_waveforms=False))
+                        out["error"] = summary["error"]  # ideal states stay usable, as for ngspice errors
+                        write_sample(Path(path), out, task, digest)
                     bar.update(1)
                     if summary["error"]:
                         n_failed += 1

@@ -252,6 +252,35 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path)
     assert not list((out / "samples").glob(".*"))  # no temp file left behind
 
 
+def test_ctrl_c_stops_cleanly(tiny, tmp_path):
+    out = tmp_path / "interrupted"
+    args = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", str(tiny["data"]),
+            "--config", str(tiny["config"]), "--jobs", "2", "--spice-train", "--no-plots",
+            "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # Own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "samples").glob("test_*.h5")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no sample file appeared"
+        time.sleep(0.02)
+    workers = [pid for pid in children_of(proc.pid)
+               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert workers
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted:") and "rerun" in lines[0]
+    assert not (out / "report.json").exists()
+    assert not list((out / "samples").glob(".*"))  # no half-written sample file
+    assert not any(alive(pid) for pid in workers)  # workers were stopped, not orphaned
+    for f in (out / "samples").glob("*.h5"):  # every kept file is complete
+        read_result(f)
+
+
 def test_changed_config_refuses_without_force(tiny, run_a, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(run_a[0], out)
