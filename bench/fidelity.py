@@ -77,7 +77,7 @@ def main() -> None:
         iv = ideal.get("accuracy") if isinstance(ideal, dict) else ideal
         tv = tr.get("accuracy") if isinstance(tr, dict) else tr
         gap = "n/a" if iv is None or tv is None else f"{100 * (iv - tv):.1f}"
-        chance = 100.0 / len(rep["dataset"]["classes"])
+        chance = 100.0 * rep["chance"]
         print(f"{ds:13s} {name:12s} {chance:6.1f} {acc(rep, 'ideal'):>6s} {acc(rep, 'transfer'):>8s} "
               f"{acc(rep, 'retrained'):>9s} {gap:>6s} {100 * rep['nrmse']['mean']:>9.3f}% "
               f"{100 * rep['nrmse']['max']:>8.3f}% {wall:>6.0f}")

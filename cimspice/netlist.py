@@ -203,17 +203,26 @@ def row_node(r: int, cfg: Config) -> str:
     return f"row{r}" if cfg.circuit.r_wire == 0 else f"row{r}_in"
 
 
-def crossbar_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
-    """The C_in x 2N 1T1R array, its wires, word line and 0 V sense sources (no row sources)."""
+@dataclass(frozen=True)
+class Element:
+    """One crossbar element, simulator-neutral: ``kind`` in rram | nmos | wire | vdc."""
+
+    kind: str
+    name: str
+    nodes: tuple
+    value: float = 0.0      # rram: conductance (S); wire: resistance (ohm); vdc: volts
+
+
+def crossbar_elements(mapping: CircuitMapping, cfg: Config) -> list[Element]:
+    """The C_in x 2N 1T1R array, its wire segments, word line and 0 V sense sources.
+
+    Cell (r, n+/-): ``row`` --RRAM-- ``m<r>_<n><s>`` --NMOS (gate wl)-- ``col``; with wire
+    resistance every row and column is a chain of one segment per cell, the column chain
+    ending at its sense source.
+    """
     c = cfg.circuit
     n_in, n_st = mapping.n_inputs, mapping.n_states
     out = []
-    out.append("* ---- projection crossbar: differential 1T1R column pairs ----")
-    rnl = _g(c.rram_read_nl)
-    from .devices import NMOSParams
-
-    nm = NMOSParams()
-    wl = f"w={_g(nm.w)} l={_g(nm.l)}"
     for n in range(n_st):
         for side, g_rram in (("p", mapping.g_rram_plus), ("m", mapping.g_rram_minus)):
             col = f"col{n}{side}"
@@ -224,31 +233,53 @@ def crossbar_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
                 else:
                     rnode, cnode = f"row{r}_c{n}{side}", f"{col}_r{r}"
                 mid = f"m{cell}" if c.access == "nmos" else cnode
-                if c.rram_read_nl == 0:
-                    # linear RRAM: a plain resistor is exact and far cheaper than a B-source
-                    out.append(f"rr{cell} {rnode} {mid} {_g(1.0 / g_rram[r, n])}")
-                else:
-                    out.append(f"xr{cell} {rnode} {mid} rram g={_g(g_rram[r, n])} rnl={rnl}")
+                out.append(Element("rram", cell, (rnode, mid), float(g_rram[r, n])))
                 if c.access == "nmos":
-                    out.append(f"mn{cell} m{cell} wl {cnode} 0 nacc {wl}")
+                    out.append(Element("nmos", cell, (mid, "wl", cnode, "0")))
     if c.r_wire > 0:
-        out.append("* ---- wire segments (one per cell on rows and columns) ----")
         cols = [f"{n}{s}" for n in range(n_st) for s in ("p", "m")]
         for r in range(n_in):
             prev = f"row{r}_in"
             for cn in cols:
-                out.append(f"rw_row{r}_c{cn} {prev} row{r}_c{cn} {_g(c.r_wire)}")
+                out.append(Element("wire", f"row{r}_c{cn}", (prev, f"row{r}_c{cn}"), c.r_wire))
                 prev = f"row{r}_c{cn}"
         for cn in cols:
             for r in range(n_in):
                 nxt = f"col{cn}_r{r + 1}" if r + 1 < n_in else f"col{cn}"
-                out.append(f"rw_col{cn}_r{r} col{cn}_r{r} {nxt} {_g(c.r_wire)}")
-    out.append("")
+                out.append(Element("wire", f"col{cn}_r{r}", (f"col{cn}_r{r}", nxt), c.r_wire))
     if c.access == "nmos":
-        out.append(f"Vwl wl 0 DC {_g(c.v_gate)}")
+        out.append(Element("vdc", "wl", ("wl", "0"), c.v_gate))
     for n in range(n_st):
-        out.append(f"Vsense{n}p col{n}p 0 DC 0")
-        out.append(f"Vsense{n}m col{n}m 0 DC 0")
+        for side in ("p", "m"):
+            out.append(Element("vdc", f"sense{n}{side}", (f"col{n}{side}", "0"), 0.0))
+    return out
+
+
+def _nmos_size() -> str:
+    from .devices import NMOSParams
+
+    nm = NMOSParams()
+    return f"w={_g(nm.w)} l={_g(nm.l)}"
+
+
+def crossbar_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
+    """ngspice lines of :func:`crossbar_elements`."""
+    rnl = cfg.circuit.rram_read_nl
+    wl = _nmos_size()
+    out = ["* ---- projection crossbar: differential 1T1R column pairs ----"]
+    for el in crossbar_elements(mapping, cfg):
+        a, b = el.nodes[0], el.nodes[1]
+        if el.kind == "rram" and rnl == 0:
+            # linear RRAM: a plain resistor is exact and far cheaper than a B-source
+            out.append(f"rr{el.name} {a} {b} {_g(1.0 / el.value)}")
+        elif el.kind == "rram":
+            out.append(f"xr{el.name} {a} {b} rram g={_g(el.value)} rnl={_g(rnl)}")
+        elif el.kind == "nmos":
+            out.append(f"mn{el.name} {' '.join(el.nodes)} nacc {wl}")
+        elif el.kind == "wire":
+            out.append(f"rw_{el.name} {a} {b} {_g(el.value)}")
+        else:
+            out.append(f"V{el.name} {a} {b} DC {_g(el.value)}")
     return out
 
 
@@ -334,47 +365,21 @@ def _vacask_check(cfg: Config) -> None:
 
 
 def vacask_crossbar_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
-    """VACASK twin of :func:`crossbar_lines`: cells, wires, word line, 0 V sense sources."""
-    from .devices import NMOSParams
-
+    """VACASK lines of :func:`crossbar_elements`: cells, wires, word line, 0 V sense sources."""
     _vacask_check(cfg)
-    c = cfg.circuit
-    n_in, n_st = mapping.n_inputs, mapping.n_states
-    nm = NMOSParams()
-    wl = f"w={_g(nm.w)} l={_g(nm.l)}"
+    wl = _nmos_size()
     out = ["// ---- projection crossbar: differential 1T1R column pairs ----"]
-    for n in range(n_st):
-        for side, g_rram in (("p", mapping.g_rram_plus), ("m", mapping.g_rram_minus)):
-            col = f"col{n}{side}"
-            for r in range(n_in):
-                cell = f"{r}_{n}{side}"
-                if c.r_wire == 0:
-                    rnode, cnode = f"row{r}", col
-                else:
-                    rnode, cnode = f"row{r}_c{n}{side}", f"{col}_r{r}"
-                mid = f"m{cell}" if c.access == "nmos" else cnode
-                out.append(f"rr{cell} ({rnode} {mid}) resistor r={_g(1.0 / g_rram[r, n])}")
-                if c.access == "nmos":
-                    out.append(f"mn{cell} (m{cell} wl {cnode} 0) nacc {wl}")
-    if c.r_wire > 0:
-        out.append("// ---- wire segments (one per cell on rows and columns) ----")
-        cols = [f"{n}{s}" for n in range(n_st) for s in ("p", "m")]
-        for r in range(n_in):
-            prev = f"row{r}_in"
-            for cn in cols:
-                out.append(f"rw_row{r}_c{cn} ({prev} row{r}_c{cn}) resistor r={_g(c.r_wire)}")
-                prev = f"row{r}_c{cn}"
-        for cn in cols:
-            for r in range(n_in):
-                nxt = f"col{cn}_r{r + 1}" if r + 1 < n_in else f"col{cn}"
-                out.append(f"rw_col{cn}_r{r} (col{cn}_r{r} {nxt}) resistor r={_g(c.r_wire)}")
-    if c.access == "nmos":
-        out.append(f"vwl (wl 0) vsource dc={_g(c.v_gate)}")
-    for n in range(n_st):
-        out.append(f"vsense{n}p (col{n}p 0) vsource dc=0")
-        out.append(f"vsense{n}m (col{n}m 0) vsource dc=0")
+    for el in crossbar_elements(mapping, cfg):
+        nodes = " ".join(el.nodes)
+        if el.kind == "rram":
+            out.append(f"rr{el.name} ({nodes}) resistor r={_g(1.0 / el.value)}")
+        elif el.kind == "nmos":
+            out.append(f"mn{el.name} ({nodes}) nacc {wl}")
+        elif el.kind == "wire":
+            out.append(f"rw_{el.name} ({nodes}) resistor r={_g(el.value)}")
+        else:
+            out.append(f"v{el.name} ({nodes}) vsource dc={_g(el.value)}")
     return out
-
 
 def vacask_options(cfg: Config) -> str:
     """VACASK ``options`` line equivalent to the deck's ``.options`` (gear -> 2nd-order gear)."""
