@@ -139,8 +139,6 @@ def map_ssm(ssm, cfg: Config, schedules) -> CircuitMapping:
     (analytic small-signal estimate) until :func:`calibrate_gains` fits them.
     """
     c, d, e = cfg.circuit, cfg.device, cfg.events
-    if ssm.n_states != cfg.ssm.n_states and cfg.ssm.n_states:
-        pass  # weights files define their own size; the config's n_states applies to random init
     gp, gm, b_max, b_eff = target_conductances(ssm.B, c.g_min, c.g_max, c.levels)
     peak = peak_drive(ssm, b_eff, schedules)
     span = c.g_max - c.g_min

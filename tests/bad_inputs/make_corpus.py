@@ -193,7 +193,7 @@ def config_files(d: Path) -> None:
         "t_rise_ge_t_p.toml": "[events]\nt_p = 100e-6\nt_rise = 200e-6\n",
         "min_gap_zero.toml": "[events]\nmin_gap = 0.0\n",
         # the pulse is longer than the shortest decay allows (tau must exceed t_p)
-        "pulse_longer_than_tau.toml": "[events]\nt_p = 0.02\n[ssm]\ntaus = [0.01, 0.04]\n",
+        "pulse_longer_than_tau.toml": "[events]\nt_p = 0.02\nt_rise = 1e-4\n[ssm]\ntaus = [0.01, 0.04]\n",
         "unknown_choice.toml": '[device]\nmode = "cubic"\n',
         "nan_value.toml": "[circuit]\nv_in = nan\n",
         "bad_syntax.toml": "[ssm\nn_states = 8\n",
