@@ -190,3 +190,26 @@ def test_build_netlist_deck_runs_by_hand(tmp_path):
     # same deck text apart from the time stamp, same simulator: identical to rounding
     np.testing.assert_allclose(wp, res.w_plus, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(wm, res.w_minus, rtol=1e-9, atol=1e-12)
+
+
+def test_default_configuration_on_a_builtin_dataset_sample(tmp_path):
+    """The realistic default (1T1R with level-1 access at 1.8 V, linear state devices) on a
+    dvs-bars sample, through the CLI exactly as a user runs it."""
+    from click.testing import CliRunner
+
+    from cimspice import datasets
+    from cimspice.cli import main
+    from cimspice.results import read_result
+
+    data = tmp_path / "bars.npz"
+    datasets.save_dataset(data, datasets.make_dataset("dvs-bars", 8, seed=0))
+    out = tmp_path / "r.h5"
+    r = CliRunner().invoke(main, ["simulate", str(data), "--index", "0", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    res = read_result(out)
+    err = np.sqrt(np.mean((res.spice - res.ideal) ** 2)) / np.sqrt(np.mean(res.ideal ** 2))
+    # issue 5 asks <= 2 %; measured ~1e-4 (the transistor's non-linearity shows only on the
+    # 1 µs pulse edges, the cells are programmed for their target current at V_in)
+    assert err <= 0.02, err
+    assert res.metrics["state_nrmse"] == pytest.approx(err, rel=1e-9)
+    assert "state NRMSE" in r.output and res.spice.shape == res.ideal.shape
