@@ -62,8 +62,8 @@ def main(argv=None) -> int:
                     help="no-memory control: one decay of this many seconds (0 = skip)")
     args = ap.parse_args(argv)
 
-    head = (f"| dataset | classes | sensor | input rows | events/sample (min-max) | duration | "
-            f"event rate | gen. time |")
+    head = ("| dataset | classes | sensor | input rows | events/sample (min-max) | duration | "
+            "event rate | gen. time |")
     rule = "|---|---:|---|---:|---|---:|---:|---:|"
     if args.accuracy:
         head += "".join(f" acc N={n} |" for n in args.n_states)

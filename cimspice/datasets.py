@@ -591,14 +591,9 @@ def check_output_path(path: str | os.PathLike) -> Path:
 
 def save_dataset(path: str | os.PathLike, ds: GeneratedDataset) -> Path:
     """Write ``ds`` to one uncompressed ``.npz`` atomically (temp file + ``os.replace``)."""
+    from .results import atomic_path
+
     path = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **ds.as_arrays())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **ds.as_arrays())
     return path

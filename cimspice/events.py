@@ -25,8 +25,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -598,17 +596,10 @@ def load_dataset(path) -> EventDataset:
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Write via ``write(tmp_path)`` to a temp file beside ``path``, then rename over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .results import atomic_path
+
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def save_events(path, sample: EventSample) -> None:

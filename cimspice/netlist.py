@@ -109,7 +109,7 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
                sample_times: np.ndarray | None = None, title: str = "cimspice SSM layer",
                source: str = "", seed: int | None = None, inline_models: bool = True) -> tuple[str, DeckInfo]:
     """Netlist text of the whole SSM layer for one pulse schedule, and what it saves."""
-    c, d, sim = cfg.circuit, cfg.device, cfg.sim
+    c, sim = cfg.circuit, cfg.sim
     n_in, n_st = mapping.n_inputs, mapping.n_states
     if schedule.n_rows != n_in:
         raise ValueError(f"schedule has {schedule.n_rows} rows but the mapping {n_in} inputs")

@@ -55,8 +55,6 @@ ms. ``sample_times='events'`` samples right after every pulse's input ends (``pu
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,16 +236,10 @@ def save_ssm(path, params: SSMParams) -> None:
         raise InputError(f"{path}: directory {path.parent} does not exist; create it first")
     arrays = {"B": params.B, "taus": params.taus, "groups": params.groups}
     arrays.update({k: getattr(params, k) for k in ("C", "D") if getattr(params, k) is not None})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .results import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def load_ssm(path) -> SSMParams:
