@@ -27,7 +27,7 @@ from cimspice.config import load_config  # noqa: E402
 from cimspice.simulate import n_input_rows  # noqa: E402
 
 
-def ideal_states(ds, *, n_states=8, taus=(0.01, 0.04), m=10):
+def ideal_states(ds, *, n_states=8, taus=(0.01, 0.04), m=10, split_polarity=False):
     """(S, m, N) ideal states of every sample through the package's default pipeline
     (``simulate.schedule_sample``: pooling, polarity, merge gap of the default config), with the
     stream ending at the dataset's nominal duration."""
@@ -36,7 +36,8 @@ def ideal_states(ds, *, n_states=8, taus=(0.01, 0.04), m=10):
     from cimspice.simulate import make_model, schedule_sample
 
     cfg = load_config(None).replace(ssm={"n_states": n_states, "taus": list(taus), "n_samples": m},
-                                    events={"t_end_us": int(ds.params["duration_us"])})
+                                    events={"t_end_us": int(ds.params["duration_us"]),
+                                            "split_polarity": split_polarity})
     schedules = [schedule_sample(ds.sample(i), cfg) for i in range(len(ds))]
     model = make_model(cfg, schedules[0].n_rows)
     return np.stack([S.simulate_ssm(model, sch, S.default_sample_times(sch.duration, m),
@@ -52,6 +53,8 @@ def readout_accuracy(ds, X) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split-polarity", action="store_true",
+                    help="ON/OFF as separate input rows (default: merged, as the default config)")
     ap.add_argument("--n", type=int, default=200, help="samples per dataset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--accuracy", action="store_true", help="add ideal SSM + ridge accuracy")
@@ -83,16 +86,18 @@ def main(argv=None) -> int:
         counts = np.diff(ds.offsets)
         dur_s = ds.duration_us * 1e-6
         w, h, p = ds.sensor_size
-        rows = n_input_rows(ds.sensor_size, load_config(None))
+        rows = n_input_rows(ds.sensor_size,
+                            load_config(None).replace(events={"split_polarity": args.split_polarity}))
         row = (f"| {info.name} | {len(ds.classes)} | {w}x{h}x{p} | {rows} | "
                f"{counts.mean():.0f} ({counts.min()}-{counts.max()}) | {dur_s * 1e3:.0f} ms | "
                f"{counts.mean() / dur_s / 1e3:.1f} kev/s | {gen:.1f} s |")
         if args.accuracy:
             for n in args.n_states:
-                X = ideal_states(ds, n_states=n, taus=tuple(args.taus), m=args.m)
+                X = ideal_states(ds, n_states=n, taus=tuple(args.taus), m=args.m,
+                                 split_polarity=args.split_polarity)
                 row += f" {readout_accuracy(ds, X):.3f} |"
             if args.control_tau > 0:
-                X = ideal_states(ds, n_states=args.n_states[0],
+                X = ideal_states(ds, n_states=args.n_states[0], split_polarity=args.split_polarity,
                                  taus=(args.control_tau,), m=args.m)
                 row += f" {readout_accuracy(ds, X):.3f} |"
         print(row, flush=True)
