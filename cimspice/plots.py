@@ -183,8 +183,8 @@ def plot_confusions(report: dict, path: str | Path) -> None:
     plt = _plt()
     acc = report["accuracy"]
     names = [p for p in ("ideal", "transfer", "retrained") if acc[p].get("confusion") is not None]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.6 * max(1, len(names)), 3.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.2 * max(1, len(names)) + 0.6, 3.4),
+                             squeeze=False, constrained_layout=True)
     classes = report.get("classes") or []
     for ax, p in zip(axes[0], names):
         cm = np.asarray(acc[p]["confusion"])
@@ -196,7 +196,8 @@ def plot_confusions(report: dict, path: str | Path) -> None:
         ticks = np.arange(cm.shape[0])
         labels = classes if len(classes) == cm.shape[0] else [str(t) for t in ticks]
         ax.set_xticks(ticks, labels, rotation=90, fontsize=6)
-        ax.set_yticks(ticks, labels, fontsize=6)
+        # class names only on the first panel: the others share its rows
+        ax.set_yticks(ticks, labels if ax is axes[0][0] else [], fontsize=6)
         ax.set_title(f"{p} ({100 * acc[p]['accuracy']:.1f} %)", fontsize=9)
         ax.set_xlabel("predicted")
     axes[0][0].set_ylabel("true")
