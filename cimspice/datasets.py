@@ -541,10 +541,11 @@ def make_dataset(name: str, n: int | None = None, seed: int = 0, **params) -> Ge
     info = DATASETS[name]
     classes = info.classes(p)
     n = info.default_n if n is None else int(n)
-    if n < len(classes):
-        raise InputError(f"dataset {name}: n={n} is smaller than the number of classes "
-                         f"({len(classes)}); use n >= {len(classes)} (>= {2 * len(classes)} "
-                         f"for a test split)")
+    if n < 1:
+        # fewer samples than classes is allowed (a quick look at a few streams); the classes
+        # then present are the first n, and a test split needs n >= 2 x classes
+        raise InputError(f"dataset {name}: n={n} must be >= 1 (>= {2 * len(classes)} for every "
+                         f"class in both the train and the test split)")
     seed = int(seed)
     if seed < 0:
         raise InputError(f"dataset {name}: seed={seed} must be >= 0")

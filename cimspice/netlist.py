@@ -172,6 +172,9 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
     sense = tuple(f"i(vsense{n}{s})" for n in range(n_st) for s in ("p", "m")) if sim.save_currents else ()
     out.append("* ---- analysis: save only the state nodes ----")
     out.append(_wrap(".save ", list(w_plus + w_minus + sense), per_line=8))
+    # plain `ngspice -b deck.cir` prints the state table; with `-r file.raw` (how cimspice runs
+    # it) ngspice writes the raw file instead and skips the print
+    out.append(_wrap(".print tran ", list(w_plus + w_minus), per_line=8))
     out.append(f".options reltol={_g(sim.reltol)} abstol={_g(sim.abstol)} vntol={_g(sim.vntol)} "
                f"method={sim.method}")
     out.append(f".tran {_g(tstep)} {_g(tstop)} 0 {_g(maxstep)}")

@@ -199,8 +199,10 @@ def test_save_refuses_bad_paths(small, tmp_path):
 def test_make_dataset_bad_arguments():
     with pytest.raises(InputError, match="unknown dataset 'nope'; known datasets: audio-chirps"):
         D.make_dataset("nope", 10)
-    with pytest.raises(InputError, match=r"n=7 is smaller than the number of classes \(8\)"):
-        D.make_dataset("dvs-bars", 7)
+    with pytest.raises(InputError, match=r"n=0 must be >= 1 \(>= 16 for every class"):
+        D.make_dataset("dvs-bars", 0)
+    few = D.make_dataset("dvs-bars", 4)  # fewer samples than classes: the first 4 classes, all train
+    assert few.labels.tolist() == [0, 1, 2, 3] and not few.split.any()
     with pytest.raises(InputError, match="unknown parameter 'speed'"):
         D.make_dataset("dvs-bars", 8, speed=3)
     with pytest.raises(InputError, match="threshold=0 must be > 0"):
@@ -242,7 +244,7 @@ def test_cli_make_writes_file(tmp_path, small):
 
 @pytest.mark.parametrize("args, message", [
     (["nope"], "error: unknown dataset 'nope'; known datasets: audio-chirps, dvs-bars, dvs-digits"),
-    (["dvs-bars", "--n", "3"], "error: dataset dvs-bars: n=3 is smaller than the number of classes"),
+    (["dvs-bars", "--n", "0"], "error: dataset dvs-bars: n=0 must be >= 1"),
 ])
 def test_cli_make_errors_write_nothing(tmp_path, args, message):
     out = tmp_path / "x.npz"
