@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install test demo validate bench
+.PHONY: install test demo validate bench fidelity
 
 install:
 	@if ! command -v ngspice >/dev/null 2>&1; then \
@@ -24,5 +24,11 @@ validate:
 	cimspice validate
 	$(PYTHON) -m pytest tests/test_devices.py tests/test_circuit.py tests/test_validate.py -q
 
+# speed: one layer (table + ratios), then the 2-process speed-up of evaluate
 bench:
 	$(PYTHON) bench/simulate_speed.py
+	$(PYTHON) bench/evaluate_speed.py
+
+# accuracy of the simulated hardware on every built-in dataset (~35 min on 2 cores)
+fidelity:
+	$(PYTHON) bench/fidelity.py
