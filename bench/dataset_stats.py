@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cimspice import datasets as D  # noqa: E402
 from cimspice.config import load_config  # noqa: E402
-from cimspice.simulate import n_input_rows  # noqa: E402
+from cimspice.pipeline import n_input_rows  # noqa: E402
 
 
 def ideal_states(ds, *, n_states=8, taus=(0.01, 0.04), m=10, split_polarity=False):
@@ -33,7 +33,7 @@ def ideal_states(ds, *, n_states=8, taus=(0.01, 0.04), m=10, split_polarity=Fals
     stream ending at the dataset's nominal duration."""
     from cimspice import ssm as S
     from cimspice.config import load_config
-    from cimspice.simulate import make_model, schedule_sample
+    from cimspice.pipeline import make_model, schedule_sample
 
     cfg = load_config(None).replace(ssm={"n_states": n_states, "taus": list(taus), "n_samples": m},
                                     events={"t_end_us": int(ds.params["duration_us"]),

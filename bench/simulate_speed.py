@@ -62,7 +62,7 @@ def ngspice_peak_mb(deck: str) -> float:
 
 
 def one_case(rows: int, cols: int, duration_ms: float, per_row: int) -> dict:
-    from cimspice import simulate as sim
+    from cimspice import pipeline as sim
     from cimspice.config import load_config
 
     cfg = load_config(None).replace(ssm={"n_states": cols // 2},

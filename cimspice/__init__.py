@@ -6,13 +6,13 @@ results -> readout. The public API is small::
     import cimspice
     sample = cimspice.load_events("bars.npz", index=0)   # events (tonic-style structured array)
     prep = cimspice.build(sample)                         # schedule, SSM, mapping, ideal states, deck
-    res = cimspice.simulate.simulate(prep)                # ngspice; res.spice vs res.ideal, res.nrmse
+    res = cimspice.simulate(prep)                         # ngspice; res.spice vs res.ideal, res.nrmse
 """
 
 __version__ = "0.1.0"
 
 from .config import Config, load_config  # noqa: E402
 from .events import load_events  # noqa: E402
-from .simulate import build  # noqa: E402
+from .pipeline import build, simulate  # noqa: E402
 
-__all__ = ["Config", "load_config", "load_events", "build", "__version__"]
+__all__ = ["Config", "load_config", "load_events", "build", "simulate", "__version__"]

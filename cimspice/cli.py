@@ -132,7 +132,7 @@ def _load_for_circuit(events_file, index, config, weights, sort):
     """Load a sample, the config, and the calibration schedules (dataset files: training split)."""
     from .config import load_config
     from .events import load_events
-    from .simulate import dataset_calibration  # not `from . import simulate`: the package exports a function of that name
+    from .pipeline import dataset_calibration
 
     cfg = load_config(config)
     sample = load_events(events_file, index=index, sort=sort)
@@ -164,7 +164,7 @@ def circuit_options(fn):
 def build_netlist(events_file, index, config, weights, sort, output):
     """Write the ngspice deck of the SSM layer for one event sample (runs with `ngspice -b`)."""
     from .results import write_text_atomic
-    from .simulate import build
+    from .pipeline import build
 
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
     prep = build(sample, cfg, weights=weights, calibration=calibration)
@@ -183,8 +183,8 @@ def build_netlist(events_file, index, config, weights, sort, output):
 def simulate(events_file, index, config, weights, sort, output, deck, waveforms):
     """Simulate one event sample in ngspice and compare its states with the ideal SSM."""
     from .results import check_output_path, write_result, write_text_atomic
-    from .simulate import build, to_result
-    from .simulate import simulate as run_spice  # the command function is also named simulate
+    from .pipeline import build, to_result
+    from .pipeline import simulate as run_spice  # the command function is also named simulate
 
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
     prep = build(sample, cfg, weights=weights, calibration=calibration)

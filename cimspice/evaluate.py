@@ -87,7 +87,7 @@ def run_sample(task: SampleTask) -> dict:
     """
     from .events import EventSample
     from .mapping import CircuitMapping
-    from .simulate import build, simulate  # not `from . import simulate`: the package exports a function of that name
+    from .pipeline import build, simulate
     from .ssm import SSMParams
 
     t0 = time.perf_counter()
@@ -609,7 +609,7 @@ def evaluate(opts: Options) -> dict:
     from .config import load_config
     from .mapping import map_ssm
     from .readout import make_readout
-    from .simulate import calibrate, make_model, n_input_rows, schedule_sample
+    from .pipeline import calibrate, make_model, n_input_rows, schedule_sample
 
     t_start = time.perf_counter()
     run_dir = Path(opts.run_dir)

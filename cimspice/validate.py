@@ -253,7 +253,7 @@ def _layer_case(name: str, description: str, n_in: int, n_events: int, duration_
     from .config import check_config, load_config
     from .mapping import map_ssm
     from .netlist import build_vacask_deck
-    from .simulate import build, make_model, schedule_sample
+    from .pipeline import build, make_model, schedule_sample
 
     sections = {k: {**v, **changes.get(k, {})} for k, v in _LAYER_BASE.items()}
     cfg = check_config(load_config(None).replace(**sections), f"validation case {name}")
@@ -383,15 +383,15 @@ def run_vacask_case(case: Case, timeout: float = 600) -> Traces:
 
 
 def simulate_vacask(prep, *, keep_waveforms: bool = False):
-    """VACASK twin of :func:`cimspice.simulate.simulate`: same circuit, states from VACASK.
+    """VACASK twin of :func:`cimspice.pipeline.simulate`: same circuit, states from VACASK.
 
-    Returns a :class:`cimspice.simulate.SimResult` whose ``ngspice_version`` field reads
+    Returns a :class:`cimspice.pipeline.SimResult` whose ``ngspice_version`` field reads
     ``'vacask <version>'``.
     """
     from . import spice
     from .mapping import states_from_w
     from .netlist import build_vacask_deck
-    from .simulate import SimResult, nrmse
+    from .pipeline import SimResult, nrmse
 
     t0 = time.perf_counter()
     text, info = build_vacask_deck(prep.mapping, prep.schedule, prep.cfg, sample_times=prep.sample_times)
@@ -536,7 +536,7 @@ def _sanity(case: Case, tr: Traces, label: str) -> str | None:
     if prep is None or prep.mapping.gain_method != "analytic":
         return None
     from .mapping import states_from_w
-    from .simulate import nrmse
+    from .pipeline import nrmse
 
     n = prep.mapping.n_states
     wp = np.stack([np.interp(prep.sample_times, tr.time, tr.signals[f"w{k}p"]) for k in range(n)], -1)

@@ -9,7 +9,7 @@ import pytest
 from scipy.optimize import root
 
 from cimspice import spice
-from cimspice import simulate as sim
+from cimspice import pipeline as sim
 from cimspice.config import load_config
 from cimspice.events import AUDIO_DTYPE, make_sample, make_schedule
 from cimspice.mapping import map_ssm

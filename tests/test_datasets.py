@@ -270,7 +270,7 @@ EXPECTED = {"dvs-bars": 0.86, "dvs-digits": 0.80, "audio-chirps": 0.88}
 @pytest.fixture(scope="module")
 def schedules():
     from cimspice.config import load_config
-    from cimspice.simulate import schedule_sample
+    from cimspice.pipeline import schedule_sample
 
     out = {}
     for name in NAMES:
