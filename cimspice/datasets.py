@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -573,20 +572,12 @@ def make_dataset(name: str, n: int | None = None, seed: int = 0, **params) -> Ge
 
 def check_output_path(path: str | os.PathLike) -> Path:
     """Refuse an output that is not ``.npz`` or whose directory does not exist (before any work)."""
+    from .results import check_output_path as check_writable
+
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError(f"{path}: dataset files must end in .npz; rename the output")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; give a file name ending in .npz")
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: directory {path.parent} does not exist; create it first")
-    try:  # can a file be created there? (os.access says yes to root on read-only mounts)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot create a file in {path.parent} ({exc.strerror}); "
-                         f"choose another -o") from None
-    os.close(fd)
-    os.unlink(probe)
+    check_writable(path)  # a directory, a missing or unwritable parent: one-line InputError
     return path
 
 

@@ -59,6 +59,19 @@ class CircuitMapping:
         return int(self.g_plus.shape[1])
 
 
+def vmem_params(cfg: Config, tau: float):
+    """VMemParams of a state device from the [device] section and its group's tau."""
+    from .devices import VMemParams
+
+    d = cfg.device
+    base = VMemParams()
+    return VMemParams(
+        tau=tau, w_rest=d.w_rest, w0=d.w_rest, g_on=d.g_on, g_off=d.g_off, mode=d.mode,
+        k=d.k, vs=d.vs, lam=d.lam or base.lam, eta=d.eta or base.eta, vth=d.vth or base.vth,
+        window=d.window, read_nl=d.read_nl,
+    )
+
+
 def target_conductances(B: np.ndarray, g_min: float, g_max: float, levels: int = 0):
     """Differential pair conductances (C_in, N) for B (N, C_in); returns (G+, G-, B_max, B_eff).
 
@@ -156,8 +169,6 @@ def map_ssm(ssm, cfg: Config, schedules) -> CircuitMapping:
         # what the linear mapping would (budget * b_max / peak), then fit the gain on SPICE
         # calibration runs (simulate.calibrate). Weaker drives write less: that compression
         # is the device's non-linearity, which the calibration can only average.
-        from .netlist import vmem_params
-
         i_max = np.max(np.abs(gp - gm), axis=0) * c.v_in
         r_tia = np.empty(ssm.n_states)
         for n in range(ssm.n_states):

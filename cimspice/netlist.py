@@ -26,7 +26,7 @@ from . import __version__
 from .config import Config
 from .errors import ConfigError
 from .events import PulseSchedule
-from .mapping import CircuitMapping
+from .mapping import CircuitMapping, vmem_params
 
 DEVICE_DIR = Path(__file__).resolve().parent.parent / "device_models"
 DEVICE_DIR_ENV = "CIMSPICE_DEVICE_DIR"
@@ -162,7 +162,7 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
             expr = f"{vc} * tanh(({expr}) / {vc})"
         out.append(f"Bdrv{n} drv{n} 0 V = {expr}")
     for n in range(n_st):
-        params = device_params(cfg, float(mapping.tau[n]))
+        params = vmem_params(cfg, float(mapping.tau[n])).spice_params()
         out.append(f"xs{n}p drv{n} 0 vmem {params}")
         out.append(f"xs{n}m 0 drv{n} vmem {params}")
     out.append("")
@@ -181,24 +181,6 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
     out.append(".end")
     info = DeckInfo(w_plus=w_plus, w_minus=w_minus, sense=sense, tstop=tstop, maxstep=maxstep)
     return "\n".join(out) + "\n", info
-
-
-def device_params(cfg: Config, tau: float) -> str:
-    """Instance parameters of one state device (names of the vmem subcircuit)."""
-    return vmem_params(cfg, tau).spice_params()
-
-
-def vmem_params(cfg: Config, tau: float):
-    """VMemParams of a state device from the [device] section and its group's tau."""
-    from .devices import VMemParams
-
-    d = cfg.device
-    base = VMemParams()
-    return VMemParams(
-        tau=tau, w_rest=d.w_rest, w0=d.w_rest, g_on=d.g_on, g_off=d.g_off, mode=d.mode,
-        k=d.k, vs=d.vs, lam=d.lam or base.lam, eta=d.eta or base.eta, vth=d.vth or base.vth,
-        window=d.window, read_nl=d.read_nl,
-    )
 
 
 def row_node(r: int, cfg: Config) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import __version__
 from .config import Config, load_config
-from .errors import InputError
+from .errors import EventFileError, InputError
 from .events import EventSample, PulseSchedule
 from .mapping import CircuitMapping, map_ssm, states_from_w
 from .netlist import DeckInfo, build_deck
@@ -137,16 +137,30 @@ def sample_w(time: np.ndarray, trace: np.ndarray, times: np.ndarray) -> np.ndarr
     return np.interp(times, time, trace)
 
 
+def saved_names(info) -> list[str]:
+    """Vectors to load from a deck's raw file: time, the w nodes, the saved sense currents."""
+    return ["time", *info.w_plus, *info.w_minus, *info.sense]
+
+
+def read_states(plot, info, times: np.ndarray, keep_waveforms: bool = False):
+    """(w+ (M, N), w- (M, N) at ``times``, dense waveforms or {}) from a transient plot."""
+    t = plot["time"]
+    wp = np.stack([sample_w(t, plot[n], times) for n in info.w_plus], axis=-1)
+    wm = np.stack([sample_w(t, plot[n], times) for n in info.w_minus], axis=-1)
+    waves = {}
+    if keep_waveforms:
+        waves = {"time": t, "w_plus": np.stack([plot[n] for n in info.w_plus], axis=-1),
+                 "w_minus": np.stack([plot[n] for n in info.w_minus], axis=-1)}
+        waves.update({n: plot[n] for n in info.sense})
+    return wp, wm, waves
+
+
 def run_deck(deck: str, info: DeckInfo, times: np.ndarray, cfg: Config, workdir=None):
     """ngspice on one deck: (w+ (M, N), w- (M, N) at ``times``, the SpiceRun)."""
     from . import spice
 
-    names = ["time", *info.w_plus, *info.w_minus, *info.sense]
-    run = spice.run_ngspice(deck, timeout=cfg.sim.timeout, names=names, workdir=workdir)
-    plot = run.plot("tran")
-    t = plot.data["time"]
-    wp = np.stack([sample_w(t, plot.data[n], times) for n in info.w_plus], axis=-1)
-    wm = np.stack([sample_w(t, plot.data[n], times) for n in info.w_minus], axis=-1)
+    run = spice.run_ngspice(deck, timeout=cfg.sim.timeout, names=saved_names(info), workdir=workdir)
+    wp, wm, _ = read_states(run.plot("tran"), info, times)
     return wp, wm, run
 
 
@@ -177,23 +191,17 @@ def simulate(prep: Prepared, *, keep_waveforms: bool = False, workdir=None) -> S
 
     t0 = time.perf_counter()
     info = prep.deck_info
-    names = ["time", *info.w_plus, *info.w_minus, *info.sense]
-    run = spice.run_ngspice(prep.deck, timeout=prep.cfg.sim.timeout, names=names, workdir=workdir)
-    plot = run.plot("tran")
-    t = plot.data["time"]
-    wp = np.stack([sample_w(t, plot.data[n], prep.sample_times) for n in info.w_plus], axis=-1)
-    wm = np.stack([sample_w(t, plot.data[n], prep.sample_times) for n in info.w_minus], axis=-1)
+    run = spice.run_ngspice(prep.deck, timeout=prep.cfg.sim.timeout, names=saved_names(info), workdir=workdir)
+    return sim_result(prep, run, run.plot("tran"), info, t0, keep_waveforms, run.version)
+
+
+def sim_result(prep: Prepared, run, plot, info, t0: float, keep_waveforms: bool, version: str) -> SimResult:
+    """SimResult of one finished run (any simulator): states at the sample times, NRMSE, timings."""
+    wp, wm, waves = read_states(plot, info, prep.sample_times, keep_waveforms)
     x_hat = states_from_w(wp, wm, prep.mapping)
-    waves = {}
-    if keep_waveforms:
-        waves["time"] = t
-        waves["w_plus"] = np.stack([plot.data[n] for n in info.w_plus], axis=-1)
-        waves["w_minus"] = np.stack([plot.data[n] for n in info.w_minus], axis=-1)
-        for n in info.sense:
-            waves[n] = plot.data[n]
     return SimResult(prepared=prep, spice=x_hat, w_plus=wp, w_minus=wm,
                      nrmse=nrmse(x_hat, prep.ideal), spice_time_s=run.elapsed_s,
-                     wall_time_s=time.perf_counter() - t0, ngspice_version=run.version,
+                     wall_time_s=time.perf_counter() - t0, ngspice_version=version,
                      log=run.log, waveforms=waves)
 
 
@@ -234,7 +242,7 @@ def dataset_calibration(path, cfg: Config) -> list[PulseSchedule] | None:
 
     try:
         ds = ev.load_dataset(path)
-    except Exception:  # not a dataset file (single sample, SHD, csv...): calibrate on the sample
+    except EventFileError:  # not a dataset file (single sample, SHD, csv...): calibrate on the sample
         return None
     train = np.flatnonzero(np.asarray(ds.split) == 0)
     idx = train[: cfg.circuit.n_calibration] if train.size else np.arange(min(len(ds), cfg.circuit.n_calibration))

@@ -389,28 +389,14 @@ def simulate_vacask(prep, *, keep_waveforms: bool = False):
     ``'vacask <version>'``.
     """
     from . import spice
-    from .mapping import states_from_w
     from .netlist import build_vacask_deck
-    from .pipeline import SimResult, nrmse
+    from .pipeline import saved_names, sim_result
 
     t0 = time.perf_counter()
     text, info = build_vacask_deck(prep.mapping, prep.schedule, prep.cfg, sample_times=prep.sample_times)
-    names = ["time", *info.w_plus, *info.w_minus, *info.sense]
-    run = spice.run_vacask(text, va_files=info.va_files, timeout=prep.cfg.sim.timeout, names=names)
-    plot = run.plots[-1]
-    t = plot["time"]
-    wp = np.stack([np.interp(prep.sample_times, t, plot[n]) for n in info.w_plus], axis=-1)
-    wm = np.stack([np.interp(prep.sample_times, t, plot[n]) for n in info.w_minus], axis=-1)
-    x_hat = states_from_w(wp, wm, prep.mapping)
-    waves = {}
-    if keep_waveforms:
-        waves = {"time": t, "w_plus": np.stack([plot[n] for n in info.w_plus], axis=-1),
-                 "w_minus": np.stack([plot[n] for n in info.w_minus], axis=-1)}
-        waves.update({n: plot[n] for n in info.sense})
-    return SimResult(prepared=prep, spice=x_hat, w_plus=wp, w_minus=wm,
-                     nrmse=nrmse(x_hat, prep.ideal), spice_time_s=run.elapsed_s,
-                     wall_time_s=time.perf_counter() - t0,
-                     ngspice_version=f"vacask {run.version}", log=run.log, waveforms=waves)
+    run = spice.run_vacask(text, va_files=info.va_files, timeout=prep.cfg.sim.timeout,
+                           names=saved_names(info))
+    return sim_result(prep, run, run.plots[-1], info, t0, keep_waveforms, f"vacask {run.version}")
 
 
 # --------------------------------------------------------------------------- goldens
