@@ -99,7 +99,7 @@ def build(sample: EventSample, cfg: Config | None = None, *, weights=None, model
     times = ssm_mod.default_sample_times(schedule.duration, cfg.ssm.n_samples)
     ideal = ssm_mod.simulate_ssm(model, schedule, times, method=cfg.ssm.method)
     deck, info = build_deck(mapping, schedule, cfg, sample_times=times, source=str(sample.source),
-                            seed=cfg.ssm.seed, title=f"cimspice SSM layer: {Path(str(sample.source)).name}")
+                            weights="" if weights is None else str(weights), seed=cfg.ssm.seed, title=f"cimspice SSM layer: {Path(str(sample.source)).name}")
     return Prepared(cfg=cfg, schedule=schedule, model=model, mapping=mapping, sample_times=times,
                     ideal=ideal, deck=deck, deck_info=info, source=str(sample.source), label=sample.label)
 

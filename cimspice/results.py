@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from . import __version__
+from .engines.text import storable_text
 from .errors import InputError
 
 
@@ -71,7 +72,7 @@ def atomic_path(path: str | Path):
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(storable_text(text), encoding="utf-8")
 
 
 @dataclass
@@ -96,7 +97,7 @@ def write_result(path: str | Path, result: Result) -> None:
             f.attrs["cimspice_version"] = __version__
             f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             for k, v in result.attrs.items():
-                f.attrs[k] = v
+                f.attrs[k] = storable_text(v) if isinstance(v, str) else v
             if result.events is not None:
                 g = f.create_group("events")
                 for k, v in result.events.items():
@@ -113,7 +114,7 @@ def write_result(path: str | Path, result: Result) -> None:
             mg = f.create_group("model")
             for k, v in result.model.items():
                 if isinstance(v, str):
-                    mg.attrs[k] = v
+                    mg.attrs[k] = storable_text(v)
                 else:
                     mg.create_dataset(k, data=np.asarray(v))
             if result.labels is not None:
