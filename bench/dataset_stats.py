@@ -23,18 +23,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cimspice import datasets as D  # noqa: E402
+from cimspice import ssm as S  # noqa: E402
 from cimspice.config import load_config  # noqa: E402
-from cimspice.pipeline import n_input_rows  # noqa: E402
+from cimspice.pipeline import make_model  # noqa: E402
+from cimspice.readout import RidgeReadout  # noqa: E402
+from cimspice.schedule import n_input_rows, schedule_sample  # noqa: E402
 
 
 def ideal_states(ds, *, n_states=8, taus=(0.01, 0.04), m=10, split_polarity=False):
     """(S, m, N) ideal states of every sample through the package's default pipeline
-    (``simulate.schedule_sample``: pooling, polarity, merge gap of the default config), with the
+    (``schedule.schedule_sample``: pooling, polarity, merge gap of the default config), with the
     stream ending at the dataset's nominal duration."""
-    from cimspice import ssm as S
-    from cimspice.config import load_config
-    from cimspice.pipeline import make_model, schedule_sample
-
     cfg = load_config(None).replace(ssm={"n_states": n_states, "taus": list(taus), "n_samples": m},
                                     events={"t_end_us": int(ds.params["duration_us"]),
                                             "split_polarity": split_polarity})
@@ -45,8 +44,6 @@ def ideal_states(ds, *, n_states=8, taus=(0.01, 0.04), m=10, split_polarity=Fals
 
 
 def readout_accuracy(ds, X) -> float:
-    from cimspice.readout import RidgeReadout
-
     tr, te = ds.split == D.SPLIT_TRAIN, ds.split == D.SPLIT_TEST
     return float(RidgeReadout().fit(X[tr], ds.labels[tr]).score(X[te], ds.labels[te]))
 

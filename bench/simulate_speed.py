@@ -15,23 +15,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
+from cimspice import pipeline as sim
+from cimspice.config import load_config
+from cimspice.datasets import audio_stream
+from cimspice.engines.ngspice import run_ngspice
+from cimspice.hardware.devices import device_lib_text
+
 
 def stream(n_rows: int, per_row: int, duration_us: int, seed: int):
-    from cimspice.events import AUDIO_DTYPE, make_sample
-
-    rng = np.random.default_rng(seed)
-    x = np.repeat(np.arange(n_rows), per_row)
-    t = rng.integers(0, duration_us, x.size)
-    order = np.argsort(t, kind="stable")
-    ev = np.zeros(x.size, dtype=AUDIO_DTYPE)
-    ev["t"], ev["x"], ev["p"] = t[order], x[order], 1
-    return make_sample(ev, sensor_size=(n_rows, 1, 1), source=f"bench {n_rows} rows")
+    """``per_row`` events per row on average, seeded (the project's synthetic audio stream)."""
+    return audio_stream(n_rows, n_rows * per_row, duration_us, seed, source=f"bench {n_rows} rows")
 
 
 def ngspice_peak_mb(deck: str) -> float:
@@ -39,9 +40,6 @@ def ngspice_peak_mb(deck: str) -> float:
 
     getrusage(RUSAGE_CHILDREN) would also count the Python parent's pages copied at fork.
     """
-    import os
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "deck.cir")
         with open(path, "w") as f:
@@ -62,9 +60,6 @@ def ngspice_peak_mb(deck: str) -> float:
 
 
 def one_case(rows: int, cols: int, duration_ms: float, per_row: int) -> dict:
-    from cimspice import pipeline as sim
-    from cimspice.config import load_config
-
     cfg = load_config(None).replace(ssm={"n_states": cols // 2},
                                     events={"t_end_us": int(duration_ms * 1000)})
     sample = stream(rows, per_row, int(duration_ms * 1000), seed=1)
@@ -80,9 +75,6 @@ def one_case(rows: int, cols: int, duration_ms: float, per_row: int) -> dict:
 
 def naive_case(rows: int, cols: int, per_row: int) -> dict:
     """Every cell a volatile device + transistor, PWL pulses of 1.2 V, default step control."""
-    from cimspice import spice
-    from cimspice.netlist import device_lib_text
-
     rng = np.random.default_rng(1)
     lines = ["* naive 1T1R deck with a volatile device in every cell", device_lib_text()]
     for r in range(rows):
@@ -98,7 +90,7 @@ def naive_case(rows: int, cols: int, per_row: int) -> dict:
     lines += [".save i(vc0)", ".options reltol=1e-3 method=gear", ".tran 10u 100m 0 50u", ".end"]
     deck = "\n".join(lines) + "\n"
     t0 = time.perf_counter()
-    run = spice.run_ngspice(deck, timeout=900)
+    run = run_ngspice(deck, timeout=900)
     wall = time.perf_counter() - t0
     child = ngspice_peak_mb(deck)
     return {"rows": rows, "cols": cols, "pulses": rows * per_row, "duration_ms": 100.0,

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
 from . import __version__
+from . import datasets as dsets
+from . import validate as val
+from .config import load_config
+from .engines.registry import doctor_report
+from .engines.text import safe_text
 from .errors import CimspiceError
+from .events import event_stats
+from .experiments import evaluate as evaluation
+from .experiments.plots import plot_result_file
+from .experiments.report import summary_table
+from .io.event_files import load_events
+from .io.files import check_output_path, write_text_atomic
+from .io.results import write_result
+from .pipeline import assemble_result, build, calibration_for_file
+from .pipeline import simulate as run_engine  # the command function is also named simulate
 
 
 def friendly_errors(fn):
@@ -19,7 +34,8 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except CimspiceError as exc:
-            click.echo(f"error: {exc}", err=True)
+            # one line whatever the message holds (file names may contain line breaks)
+            click.echo(f"error: {safe_text(str(exc), limit=4000)}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -34,9 +50,8 @@ def main():
 @main.command()
 def doctor():
     """Report the simulators cimspice can use (ngspice, openvaf-r, vacask)."""
-    from . import spice
 
-    report = spice.doctor_report()
+    report = doctor_report()
     for key, value in report.items():
         click.echo(f"{key:18s} {value}")
     if report.get("ngspice") in (None, "missing"):
@@ -58,9 +73,8 @@ def events():
 @friendly_errors
 def events_info(file, index, sort):
     """Print what to check first in an event FILE: count, duration, channels, rate, label."""
-    from . import events as ev
 
-    s = ev.event_stats(ev.load_events(file, index=index, sort=sort))
+    s = event_stats(load_events(file, index=index, sort=sort))
     w, h, p = s["sensor_size"]
     n = s["events"]
     rate = "n/a (single instant)" if s["rate_hz"] != s["rate_hz"] else f"{s['rate_hz']:.1f} ev/s"
@@ -93,7 +107,6 @@ def datasets():
 @friendly_errors
 def datasets_list():
     """Name, classes, sensor size, default sample count and description of each dataset."""
-    from . import datasets as dsets
 
     click.echo(f"{'name':13s} {'classes':>7s} {'sensor':11s} {'default n':>9s}  description")
     for info in dsets.list_datasets():
@@ -114,7 +127,6 @@ def datasets_list():
 @friendly_errors
 def datasets_make(name, output, n, seed):
     """Generate built-in dataset NAME into one .npz (readable with NumPy alone)."""
-    from . import datasets as dsets
 
     if name not in dsets.DATASETS:
         raise dsets.unknown_dataset(name)
@@ -130,16 +142,17 @@ def datasets_make(name, output, n, seed):
 
 def _load_for_circuit(events_file, index, config, weights, sort):
     """Load a sample, the config, and the calibration schedules (dataset files: training split)."""
-    from .config import load_config
-    from .events import load_events
-    from .pipeline import dataset_calibration
 
     cfg = load_config(config)
     sample = load_events(events_file, index=index, sort=sort)
-    calibration = None
-    if index is not None:
-        calibration = dataset_calibration(events_file, cfg)
+    calibration = calibration_for_file(events_file, cfg) if index is not None else None
     return cfg, sample, calibration
+
+
+def _build(sample, cfg, weights, calibration):
+    """``build`` on the dataset's calibration samples (``None``: the sample calibrates itself)."""
+    schedules, record = calibration if calibration else (None, None)
+    return build(sample, cfg, weights=weights, calibration=schedules, calibration_record=record)
 
 
 _circuit_options = [
@@ -163,11 +176,9 @@ def circuit_options(fn):
 @friendly_errors
 def build_netlist(events_file, index, config, weights, sort, output):
     """Write the ngspice deck of the SSM layer for one event sample (runs with `ngspice -b`)."""
-    from .results import write_text_atomic
-    from .pipeline import build
 
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
-    prep = build(sample, cfg, weights=weights, calibration=calibration)
+    prep = _build(sample, cfg, weights, calibration)
     write_text_atomic(output, prep.deck)
     m = prep.mapping
     click.echo(f"wrote {output}: {m.n_inputs} rows x {m.n_states} states, {prep.schedule.n_pulses} pulses, "
@@ -182,17 +193,14 @@ def build_netlist(events_file, index, config, weights, sort, output):
 @friendly_errors
 def simulate(events_file, index, config, weights, sort, output, deck, waveforms):
     """Simulate one event sample in ngspice and compare its states with the ideal SSM."""
-    from .results import check_output_path, write_result, write_text_atomic
-    from .pipeline import build, to_result
-    from .pipeline import simulate as run_spice  # the command function is also named simulate
 
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
-    prep = build(sample, cfg, weights=weights, calibration=calibration)
+    prep = _build(sample, cfg, weights, calibration)
     check_output_path(output)  # fail early on an unwritable output, before ngspice runs
     if deck:
         write_text_atomic(deck, prep.deck)
-    res = run_spice(prep, keep_waveforms=waveforms)
-    write_result(output, to_result(res))
+    res = run_engine(prep, keep_waveforms=waveforms)
+    write_result(output, assemble_result(prep, res))
     sch, m = prep.schedule, prep.mapping
     click.echo(f"events        {sch.n_events} ({sch.n_merged} merged, {sch.n_dropped} dropped) -> "
                f"{sch.n_pulses} pulses on {sch.n_rows} rows")
@@ -203,7 +211,6 @@ def simulate(events_file, index, config, weights, sort, output, deck, waveforms)
     click.echo(f"wrote         {output}")
 
 
-# ---- evaluate / plot (owner: evaluation helper) ----
 @main.command()
 @click.option("--dataset", "-d", required=True, metavar="NAME|FILE",
               help="Built-in dataset name (generated with --n, --seed) or a dataset .npz file.")
@@ -225,20 +232,18 @@ def simulate(events_file, index, config, weights, sort, output, deck, waveforms)
 def evaluate(dataset, n, seed, n_train, n_test, jobs, config, weights, spice_train, readout, strict,
              force, retry_failed, no_plots, output):
     """Accuracy of the simulated hardware over a dataset: ideal vs SPICE states, readout, report."""
-    from pathlib import Path
 
-    from . import evaluate as ev
 
-    opts = ev.Options(dataset=dataset, run_dir=Path(output), n=n, seed=seed, n_train=n_train,
+    opts = evaluation.Options(dataset=dataset, run_dir=Path(output), n=n, seed=seed, n_train=n_train,
                       n_test=n_test, jobs=jobs, config=config, weights=weights,
                       spice_train=spice_train, readout=readout, strict=strict, force=force,
                       retry_failed=retry_failed, plots=not no_plots)
     try:
-        report = ev.evaluate(opts)
-    except (ev.Interrupted, KeyboardInterrupt) as exc:
+        report = evaluation.evaluate(opts)
+    except (evaluation.Interrupted, KeyboardInterrupt) as exc:
         click.echo(str(exc) or "interrupted", err=True)
         sys.exit(130)
-    click.echo(ev.summary_table(report))
+    click.echo(summary_table(report))
     click.echo(f"report        {Path(output) / 'report.md'}")
 
 
@@ -249,11 +254,9 @@ def evaluate(dataset, n, seed, n_train, n_test, jobs, config, weights, spice_tra
 @friendly_errors
 def plot(result, output, n_states):
     """Draw ideal vs SPICE state trajectories of one result file (from `simulate` or a run's samples/)."""
-    from .plots import plot_result_file
 
     out = plot_result_file(result, output, n_states=n_states)
     click.echo(f"wrote {out}")
-# ---- end evaluate / plot ----
 
 
 @main.command()
@@ -265,7 +268,6 @@ def plot(result, output, n_states):
 @friendly_errors
 def validate(update, cases, directory, ngspice_only):
     """Golden transients in ngspice and the same circuits in VACASK; exit 1 on any failure."""
-    from . import validate as val
 
     def progress(name):
         click.echo(f"running {name} ...", err=True)

@@ -106,13 +106,16 @@ class Config:
     sim: SimConfig = field(default_factory=SimConfig)
 
     def replace(self, **sections: dict) -> "Config":
-        """Copy with some keys changed: ``cfg.replace(circuit={'r_wire': 2.0})``."""
+        """Validated copy with some keys changed: ``cfg.replace(circuit={'r_wire': 2.0})``.
+
+        The same checks as a file (types, then ranges): a Config is valid wherever it came from.
+        """
         new = {}
         for name, changes in sections.items():
             if name not in _SECTIONS:
                 raise ConfigError(f"config: unknown section [{name}]; known: {', '.join(_SECTIONS)}")
             new[name] = _section_from_dict(getattr(self, name), changes, f"[{name}]")
-        return dataclasses.replace(self, **new)
+        return check_config(dataclasses.replace(self, **new))
 
     def to_toml(self) -> str:
         """TOML text that :func:`load_config` reads back to an equal Config."""
@@ -251,6 +254,16 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
     return check_config(dataclasses.replace(cfg, **changes), where)
 
 
+def config_from_toml(text: str, where: str = "config") -> Config:
+    """Config from TOML text (the inverse of :meth:`Config.to_toml`)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid TOML ({msg}); fix the syntax") from None
+    return config_from_dict(data, where)
+
+
 def load_config(path: str | Path | None) -> Config:
     """Read a TOML configuration file (None -> built-in defaults)."""
     if path is None:
@@ -259,8 +272,7 @@ def load_config(path: str | Path | None) -> Config:
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found (or not a file); pass an existing .toml file")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{p}: not valid TOML ({msg}); fix the syntax") from None
-    return config_from_dict(data, str(p))
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc.reason}: not UTF-8 text); fix the file") from None
+    return config_from_toml(text, str(p))

@@ -41,12 +41,54 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from scipy.ndimage import gaussian_filter, map_coordinates, zoom
+from scipy.signal import butter, sosfilt
+from scipy.special import erf
 
 from .errors import InputError
-from .events import AUDIO_DTYPE, VISION_DTYPE, EventDataset
+from .events import AUDIO_DTYPE, VISION_DTYPE, EventDataset, EventSample, make_sample
+from .io.files import atomic_path
+from .io.files import check_output_path as check_writable
 
 SPLIT_TRAIN = 0
 SPLIT_TEST = 1
+
+
+def split_rule(labels) -> np.ndarray:
+    """The one train/test split rule (int8, 0 = train, 1 = test): the ``k``-th sample of each
+    class, in file order, is a test sample iff ``k % 4 == 1`` (75/25, stratified; every class
+    with >= 2 samples is in both splits). The built-in datasets are made with it, and a dataset
+    file without a ``split`` is split with it."""
+    labels = np.asarray(labels)
+    split = np.zeros(labels.size, dtype=np.int8)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        split[idx[np.arange(idx.size) % 4 == 1]] = SPLIT_TEST
+    return split
+
+
+def dataset_split(ds: EventDataset) -> np.ndarray:
+    """The split of a dataset: its own ``split`` if it has one, else :func:`split_rule`."""
+    return np.asarray(ds.split) if ds.split is not None else split_rule(ds.labels)
+
+
+def audio_stream(n_channels: int, n_events: int, duration_us: int, seed: int, *,
+                 burst: int = 0, label: int | None = None, source: str = "synthetic") -> EventSample:
+    """The seeded synthetic audio stream of tests, benches and validation cases.
+
+    ``n_events`` events at uniform random times in ``[0, duration_us)`` µs on uniform random
+    channels, plus a burst of simultaneous events at ``duration_us // 2`` on channels
+    ``0 .. burst-1`` (superposition on many rows at one instant); sorted by (t, channel).
+    """
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, duration_us, n_events)
+    x = rng.integers(0, n_channels, n_events)
+    t = np.concatenate([t, np.full(burst, duration_us // 2)])
+    x = np.concatenate([x, np.arange(burst) % n_channels])
+    order = np.lexsort((x, t))
+    ev = np.zeros(t.size, dtype=AUDIO_DTYPE)
+    ev["t"], ev["x"], ev["p"] = t[order], x[order], 1
+    return make_sample(ev, sensor_size=(n_channels, 1, 1), label=label, source=source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +330,6 @@ def _bars_classes(p: BarsParams) -> tuple:
 
 def _bars_sample(p: BarsParams, label: int, is_test: bool, rng: np.random.Generator,
                  sensor: dict) -> np.ndarray:
-    from scipy.special import erf
 
     direction, speed = label % 4, label // 4
     angle = np.deg2rad(90.0 * direction + p.angle_jitter_deg * rng.standard_normal())
@@ -323,7 +364,6 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _digits_context(p: DigitsParams, seed: int) -> dict:
-    from scipy.ndimage import gaussian_filter, zoom
 
     ctx = _dvs_context(p, seed)
     images, target = _load_digits()
@@ -343,7 +383,6 @@ def _digits_context(p: DigitsParams, seed: int) -> dict:
 
 def _digits_sample(p: DigitsParams, label: int, is_test: bool, rng: np.random.Generator,
                    ctx: dict) -> np.ndarray:
-    from scipy.ndimage import map_coordinates
 
     pool = ctx["pools"][(label, is_test)]
     img = ctx["upsample"](ctx["images"][pool[rng.integers(pool.size)]])
@@ -380,7 +419,6 @@ def _chirps_classes(p: ChirpsParams) -> tuple:
 
 
 def _chirps_context(p: ChirpsParams, seed: int) -> dict:
-    from scipy.signal import butter
 
     centres = np.geomspace(p.f_min_hz, p.f_max_hz, p.n_channels)
     ratio = (p.f_max_hz / p.f_min_hz) ** (1.0 / max(p.n_channels - 1, 1))
@@ -395,7 +433,6 @@ def _chirps_context(p: ChirpsParams, seed: int) -> dict:
 
 def _chirps_sample(p: ChirpsParams, label: int, is_test: bool, rng: np.random.Generator,
                    ctx: dict) -> np.ndarray:
-    from scipy.signal import sosfilt
 
     fs = p.sample_rate_hz
     n = int(round(p.duration_us * 1e-6 * fs))
@@ -551,7 +588,7 @@ def make_dataset(name: str, n: int | None = None, seed: int = 0, **params) -> Ge
     ctx = info.context(p, seed)
     idx = np.arange(n)
     labels = (idx % len(classes)).astype(np.int64)
-    split = (((idx // len(classes)) % 4) == 1).astype(np.int8)
+    split = split_rule(labels)
     samples = [info.sample(p, int(labels[i]), bool(split[i]), _sample_rng(seed, i), ctx)
                for i in range(n)]
     offsets = np.zeros(n + 1, dtype=np.int64)
@@ -572,8 +609,6 @@ def make_dataset(name: str, n: int | None = None, seed: int = 0, **params) -> Ge
 
 def check_output_path(path: str | os.PathLike) -> Path:
     """Refuse an output that is not ``.npz`` or whose directory does not exist (before any work)."""
-    from .results import check_output_path as check_writable
-
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError(f"{path}: dataset files must end in .npz; rename the output")
@@ -583,8 +618,6 @@ def check_output_path(path: str | os.PathLike) -> Path:
 
 def save_dataset(path: str | os.PathLike, ds: GeneratedDataset) -> Path:
     """Write ``ds`` to one uncompressed ``.npz`` atomically (temp file + ``os.replace``)."""
-    from .results import atomic_path
-
     path = check_output_path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **ds.as_arrays())

@@ -1,127 +1,207 @@
-"""The pipeline of one event sample: events -> pulse schedule -> ideal SSM and deck -> ngspice -> states.
+"""The pipeline of one event sample: events -> pulse schedule -> ideal SSM and circuit -> engine -> states.
 
 Python API in three calls::
 
     sample = cimspice.load_events("bars.npz", index=0)
     prep = cimspice.build(sample)                 # schedule, SSM, mapping, ideal states, deck
     res = cimspice.simulate(prep)                 # runs ngspice; res.spice, res.ideal, res.nrmse
+
+The rules every run shares live here once: which samples calibrate the hardware
+(:func:`calibration_schedules`), how the SSM is programmed onto it (:func:`program`), and how a
+result file is assembled (:func:`assemble_result`), so that ``simulate --index i`` and
+``evaluate`` give the same states for sample ``i``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .config import Config, load_config
-from .errors import EventFileError, InputError
-from .events import EventSample, PulseSchedule
-from .mapping import CircuitMapping, map_ssm, states_from_w
-from .netlist import DeckInfo, build_deck
+from .datasets import dataset_split
+from .engines.netlist import DeckInfo, build_deck
+from .engines.registry import DEFAULT_ENGINE, get_engine
+from .errors import ConfigError, EventFileError, InputError
+from .events import EventDataset, EventSample
+from .hardware.mapping import CircuitMapping, calibrate_gains, map_ssm, states_from_w
+from .io.event_files import load_dataset
+from .io.results import Result
+from .schedule import PulseSchedule, schedule_sample
+from .ssm import SSMParams, default_sample_times, load_ssm, random_ssm, simulate_ssm
 
 
-def schedule_sample(sample: EventSample, cfg: Config) -> PulseSchedule:
-    """Event sample -> input channels -> pulse schedule (the [events] section)."""
-    from . import events as ev
-
-    e = cfg.events
-    s = sample
-    if len(s.sensor_size) >= 2 and s.sensor_size[1] > 1 and e.pool > 1:
-        s = ev.Downsample(e.pool)(s)
-    if e.refractory_us > 0:
-        s = ev.Refractory(e.refractory_us)(s)
-    t_us, c, n_rows = ev.to_channels(s, split_polarity=e.split_polarity)
-    if len(t_us) == 0:
-        raise InputError(f"{sample.source}: field 't': no events left after filtering; "
-                         "lower [events] refractory_us or pick another sample")
-    return ev.make_schedule(t_us, c, n_rows, t_p=e.t_p, t_rise=e.t_rise, min_gap=e.min_gap,
-                           merge=e.merge, time_scale=e.time_scale,
-                           t_end=e.t_end_us if e.t_end_us > 0 else None)
-
-
-def n_input_rows(sensor_size: tuple, cfg: Config) -> int:
-    """Input rows a sensor occupies after pooling and polarity handling."""
-    size = tuple(int(v) for v in sensor_size)
-    if len(size) >= 2 and size[1] > 1:  # vision (W, H, P)
-        p = cfg.events.pool
-        w, h = -(-size[0] // p), -(-size[1] // p)
-        pol = size[2] if len(size) > 2 and cfg.events.split_polarity else 1
-        return w * h * max(pol, 1)
-    pol = size[2] if len(size) > 2 and cfg.events.split_polarity else 1
-    return size[0] * max(pol, 1)
-
-
-def make_model(cfg: Config, n_inputs: int, weights: str | Path | None = None):
+def make_model(cfg: Config, n_inputs: int, weights: str | Path | None = None) -> SSMParams:
     """The SSM layer: loaded from ``weights`` (.npz) or random from the [ssm] section."""
-    from . import ssm as ssm_mod
-
     if weights is not None:
-        model = ssm_mod.load_ssm(weights)
+        model = load_ssm(weights)
         if model.n_inputs != n_inputs:
             raise InputError(f"{weights}: field 'B': has {model.n_inputs} input columns but the events give "
                              f"{n_inputs} input rows; export B with shape (N, {n_inputs}) or change [events] pool")
         return model
     s = cfg.ssm
-    return ssm_mod.random_ssm(n_inputs, s.n_states, s.taus, seed=s.seed, init=s.init)
+    return random_ssm(n_inputs, s.n_states, s.taus, seed=s.seed, init=s.init)
 
+
+# ---------------------------------------------------------------------------------------------
+# Calibration and programming: the hardware is programmed once per dataset
+# ---------------------------------------------------------------------------------------------
+
+def calibration_schedules(ds: EventDataset, cfg: Config) -> tuple[list[PulseSchedule], dict]:
+    """Schedules of the first ``[circuit] n_calibration`` training samples of a dataset.
+
+    The one calibration rule: the training split (the file's, else the project's split rule),
+    in file order; a sample left without events by filtering is skipped and recorded. Returns
+    ``(schedules, record)``, ``record = {'used': [indices], 'skipped': {index: reason}}``.
+    """
+    train = np.flatnonzero(dataset_split(ds) == 0)
+    schedules, used, skipped = [], [], {}
+    for i in train[: cfg.circuit.n_calibration]:
+        try:
+            schedules.append(schedule_sample(ds.sample(int(i)), cfg))
+            used.append(int(i))
+        except InputError as exc:   # empty after filtering: it calibrates nothing
+            skipped[int(i)] = str(exc)
+    if not schedules:
+        raise InputError(f"{ds.source}: no training sample gives input pulses to calibrate the "
+                         f"mapping; check [events] refractory_us / pool")
+    return schedules, {"used": used, "skipped": skipped}
+
+
+def calibration_for_file(path, cfg: Config) -> tuple[list[PulseSchedule], dict] | None:
+    """:func:`calibration_schedules` of a dataset file; None for a single-sample file (then the
+    sample calibrates itself)."""
+    try:
+        ds = load_dataset(path)
+    except EventFileError:  # not a dataset file (single sample, SHD, csv...)
+        return None
+    return calibration_schedules(ds, cfg)
+
+
+def program(model: SSMParams, cfg: Config, schedules: list[PulseSchedule], *,
+            engine: str = DEFAULT_ENGINE, record: dict | None = None) -> CircuitMapping:
+    """Map ``model`` onto the circuit, scaled on ``schedules``; in non-linear write modes the
+    gains are fitted on ``engine`` runs of them. ``record`` (which samples) goes to ``info``."""
+    mapping = calibrate(model, map_ssm(model, cfg, schedules), cfg, schedules, engine=engine)
+    if not np.all(np.isfinite(mapping.gains)):
+        raise ConfigError(f"config: [device] mode={cfg.device.mode!r}: the state gains could not be "
+                          f"calibrated (non-finite); check the [device] write parameters")
+    info = {**mapping.info, "calibration_engine": engine if mapping.gain_method != "analytic" else ""}
+    if record is not None:
+        info["calibration"] = record
+    return replace(mapping, info=info)
+
+
+def calibrate(model: SSMParams, mapping: CircuitMapping, cfg: Config, schedules: list,
+              max_runs: int = 4, *, engine: str = DEFAULT_ENGINE) -> CircuitMapping:
+    """Fit the state gains on engine runs of calibration schedules (non-linear write modes only).
+
+    Linear mode has an analytic gain and is returned unchanged.
+    """
+    if mapping.gain_method == "analytic":
+        return mapping
+    eng = get_engine(engine)
+    xs, dws, peak = [], [], np.zeros(mapping.n_states)
+    for sch in schedules[:max_runs]:
+        prep = prepare(sch, model, mapping, cfg, title="cimspice gain calibration")
+        run = eng.run(prep)
+        xs.append(prep.ideal)
+        dws.append(run.w_plus - run.w_minus)
+        peak = np.maximum(peak, np.maximum(run.w_plus.max(axis=0), run.w_minus.max(axis=0)))
+    return calibrate_gains(mapping, np.stack(xs), np.stack(dws), cfg.circuit.w_max, w_peak=peak)
+
+
+# ---------------------------------------------------------------------------------------------
+# One sample
+# ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Prepared:
-    """Everything decided before SPICE runs for one sample."""
+    """Everything decided before an engine runs for one sample. The ngspice deck is made on
+    first use (``deck``, ``deck_info``)."""
 
     cfg: Config
     schedule: PulseSchedule
-    model: object                     # ssm.SSMParams
+    model: SSMParams
     mapping: CircuitMapping
     sample_times: np.ndarray          # (M,) s
     ideal: np.ndarray                 # (M, N)
-    deck: str
-    deck_info: DeckInfo
     source: str = ""
     label: int | None = None
+    weights: str = ""                 # weights file the model came from ('' = seeded random)
+    title: str = "cimspice SSM layer"
+
+    @cached_property
+    def _deck(self) -> tuple[str, DeckInfo]:
+        return build_deck(self.mapping, self.schedule, self.cfg, sample_times=self.sample_times,
+                          source=self.source, weights=self.weights, seed=self.cfg.ssm.seed,
+                          title=self.title)
+
+    @property
+    def deck(self) -> str:
+        """The ngspice deck text (runs by hand with ``ngspice -b``)."""
+        return self._deck[0]
+
+    @property
+    def deck_info(self) -> DeckInfo:
+        return self._deck[1]
+
+
+def prepare(schedule: PulseSchedule, model: SSMParams, mapping: CircuitMapping, cfg: Config, *,
+            source: str = "", label: int | None = None, weights: str = "",
+            title: str = "cimspice SSM layer") -> Prepared:
+    """Sample times and ideal states of one schedule on programmed hardware."""
+    times = default_sample_times(schedule.duration, cfg.ssm.n_samples)
+    ideal = simulate_ssm(model, schedule, times, method=cfg.ssm.method)
+    return Prepared(cfg=cfg, schedule=schedule, model=model, mapping=mapping, sample_times=times,
+                    ideal=ideal, source=source, label=label, weights=weights, title=title)
 
 
 def build(sample: EventSample, cfg: Config | None = None, *, weights=None, model=None,
-          mapping: CircuitMapping | None = None, calibration: list | None = None) -> Prepared:
-    """Schedule, SSM, mapping (calibrated on ``calibration`` schedules or this sample), ideal states, deck."""
-    from . import ssm as ssm_mod
-
+          mapping: CircuitMapping | None = None, calibration: list | None = None,
+          calibration_record: dict | None = None) -> Prepared:
+    """Schedule, SSM, mapping (programmed on ``calibration`` schedules, else on this sample),
+    ideal states; the deck follows on first use."""
     cfg = cfg or load_config(None)
     schedule = schedule_sample(sample, cfg)
     if model is None:
         model = make_model(cfg, schedule.n_rows, weights)
     if mapping is None:
-        mapping = map_ssm(model, cfg, calibration if calibration else [schedule])
-        mapping = calibrate(model, mapping, cfg, calibration if calibration else [schedule])
-    times = ssm_mod.default_sample_times(schedule.duration, cfg.ssm.n_samples)
-    ideal = ssm_mod.simulate_ssm(model, schedule, times, method=cfg.ssm.method)
-    deck, info = build_deck(mapping, schedule, cfg, sample_times=times, source=str(sample.source),
-                            weights="" if weights is None else str(weights), seed=cfg.ssm.seed, title=f"cimspice SSM layer: {Path(str(sample.source)).name}")
-    return Prepared(cfg=cfg, schedule=schedule, model=model, mapping=mapping, sample_times=times,
-                    ideal=ideal, deck=deck, deck_info=info, source=str(sample.source), label=sample.label)
+        mapping = program(model, cfg, calibration if calibration else [schedule],
+                          record=calibration_record)
+    source = str(sample.source)
+    return prepare(schedule, model, mapping, cfg, source=source, label=sample.label,
+                   weights="" if weights is None else str(weights),
+                   title=f"cimspice SSM layer: {Path(source).name}")
 
 
 @dataclass(frozen=True)
 class SimResult:
-    """States of one sample, ideal and from SPICE, with the run's figures."""
+    """States of one sample, ideal and from an engine, with the run's figures."""
 
     prepared: Prepared
-    spice: np.ndarray          # (M, N) x_hat from SPICE
+    engine: str                # engine that produced ``spice`` (ngspice | vacask)
+    spice: np.ndarray          # (M, N) x_hat from the engine's device states
     w_plus: np.ndarray         # (M, N)
     w_minus: np.ndarray        # (M, N)
     nrmse: float
-    spice_time_s: float
+    spice_time_s: float        # time inside the simulator, s
     wall_time_s: float
-    ngspice_version: str
+    version: str               # simulator version
     log: str
     waveforms: dict = field(default_factory=dict)
 
     @property
     def ideal(self) -> np.ndarray:
         return self.prepared.ideal
+
+    @property
+    def ngspice_version(self) -> str:
+        return self.version if self.engine == "ngspice" else ""
 
 
 def nrmse(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -132,118 +212,68 @@ def nrmse(estimate: np.ndarray, reference: np.ndarray) -> float:
     return err / den if den > 0 else err
 
 
-def sample_w(time: np.ndarray, trace: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """State node value at ``times`` (linear interpolation between simulator time points)."""
-    return np.interp(times, time, trace)
-
-
-def saved_names(info) -> list[str]:
-    """Vectors to load from a deck's raw file: time, the w nodes, the saved sense currents."""
-    return ["time", *info.w_plus, *info.w_minus, *info.sense]
-
-
-def read_states(plot, info, times: np.ndarray, keep_waveforms: bool = False):
-    """(w+ (M, N), w- (M, N) at ``times``, dense waveforms or {}) from a transient plot."""
-    t = plot["time"]
-    wp = np.stack([sample_w(t, plot[n], times) for n in info.w_plus], axis=-1)
-    wm = np.stack([sample_w(t, plot[n], times) for n in info.w_minus], axis=-1)
-    waves = {}
-    if keep_waveforms:
-        waves = {"time": t, "w_plus": np.stack([plot[n] for n in info.w_plus], axis=-1),
-                 "w_minus": np.stack([plot[n] for n in info.w_minus], axis=-1)}
-        waves.update({n: plot[n] for n in info.sense})
-    return wp, wm, waves
-
-
-def run_deck(deck: str, info: DeckInfo, times: np.ndarray, cfg: Config, workdir=None):
-    """ngspice on one deck: (w+ (M, N), w- (M, N) at ``times``, the SpiceRun)."""
-    from . import spice
-
-    run = spice.run_ngspice(deck, timeout=cfg.sim.timeout, names=saved_names(info), workdir=workdir)
-    wp, wm, _ = read_states(run.plot("tran"), info, times)
-    return wp, wm, run
-
-
-def calibrate(model, mapping: CircuitMapping, cfg: Config, schedules: list, max_runs: int = 4) -> CircuitMapping:
-    """Fit the state gains on SPICE runs of calibration schedules (non-linear write modes only).
-
-    Linear mode has an analytic gain and is returned unchanged.
-    """
-    from . import ssm as ssm_mod
-    from .mapping import calibrate_gains
-
-    if mapping.gain_method == "analytic":
-        return mapping
-    xs, dws, peak = [], [], np.zeros(mapping.n_states)
-    for sch in schedules[:max_runs]:
-        times = ssm_mod.default_sample_times(sch.duration, cfg.ssm.n_samples)
-        xs.append(ssm_mod.simulate_ssm(model, sch, times, method=cfg.ssm.method))
-        deck, info = build_deck(mapping, sch, cfg, sample_times=times, title="cimspice gain calibration")
-        wp, wm, _ = run_deck(deck, info, times, cfg)
-        dws.append(wp - wm)
-        peak = np.maximum(peak, np.maximum(wp.max(axis=0), wm.max(axis=0)))
-    return calibrate_gains(mapping, np.stack(xs), np.stack(dws), cfg.circuit.w_max, w_peak=peak)
-
-
-def simulate(prep: Prepared, *, keep_waveforms: bool = False, workdir=None) -> SimResult:
-    """Run ngspice on the prepared deck and turn the w traces into SSM states."""
-    from . import spice
-
+def simulate(prep: Prepared, *, engine: str = DEFAULT_ENGINE, keep_waveforms: bool = False,
+             workdir=None) -> SimResult:
+    """Run an engine (default ngspice) on the prepared circuit and turn its device states into
+    SSM states."""
     t0 = time.perf_counter()
-    info = prep.deck_info
-    run = spice.run_ngspice(prep.deck, timeout=prep.cfg.sim.timeout, names=saved_names(info), workdir=workdir)
-    return sim_result(prep, run, run.plot("tran"), info, t0, keep_waveforms, run.version)
+    eng = get_engine(engine)
+    eng.check(prep.cfg)
+    run = eng.run(prep, keep_waveforms=keep_waveforms, workdir=workdir)
+    x_hat = states_from_w(run.w_plus, run.w_minus, prep.mapping)
+    return SimResult(prepared=prep, engine=run.engine, spice=x_hat, w_plus=run.w_plus,
+                     w_minus=run.w_minus, nrmse=nrmse(x_hat, prep.ideal), spice_time_s=run.elapsed_s,
+                     wall_time_s=time.perf_counter() - t0, version=run.version, log=run.log,
+                     waveforms=run.waveforms)
 
 
-def sim_result(prep: Prepared, run, plot, info, t0: float, keep_waveforms: bool, version: str) -> SimResult:
-    """SimResult of one finished run (any simulator): states at the sample times, NRMSE, timings."""
-    wp, wm, waves = read_states(plot, info, prep.sample_times, keep_waveforms)
-    x_hat = states_from_w(wp, wm, prep.mapping)
-    return SimResult(prepared=prep, spice=x_hat, w_plus=wp, w_minus=wm,
-                     nrmse=nrmse(x_hat, prep.ideal), spice_time_s=run.elapsed_s,
-                     wall_time_s=time.perf_counter() - t0, ngspice_version=version,
-                     log=run.log, waveforms=waves)
+# ---------------------------------------------------------------------------------------------
+# The result file of one sample
+# ---------------------------------------------------------------------------------------------
 
+def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
+                    model: SSMParams | None = None, mapping: CircuitMapping | None = None,
+                    label: int | None = None, attrs: dict | None = None,
+                    wall_time_s: float | None = None) -> Result:
+    """The one image (results.Result) of a sample's run, for ``simulate`` and ``evaluate``.
 
-def to_result(res: SimResult):
-    """The HDF5 image (results.Result) of one simulated sample."""
-    from .results import Result
-
-    p = res.prepared
-    sch = p.schedule
-    m = p.mapping
-    return Result(
-        sample_times=p.sample_times,
-        ideal=p.ideal[None],
-        spice=res.spice[None],
-        events={"t": sch.t_on, "c": sch.row, "u": sch.amplitude, "width": sch.width},
-        model={"B": p.model.B, "taus": p.model.taus, "groups": p.model.groups,
-               "G_plus": m.g_plus, "G_minus": m.g_minus, "G_rram_plus": m.g_rram_plus,
-               "G_rram_minus": m.g_rram_minus, "r_tia": m.r_tia, "gains": m.gains,
-               "gain_method": m.gain_method},
-        labels=None if p.label is None else np.array([p.label]),
-        metrics={"state_nrmse": res.nrmse, "wall_time_s": res.wall_time_s,
-                 "spice_time_s": res.spice_time_s, "n_events": sch.n_events,
-                 "n_pulses": sch.n_pulses, "n_merged": sch.n_merged, "n_dropped": sch.n_dropped,
-                 "headroom": m.headroom},
-        attrs={"ngspice_version": res.ngspice_version, "config": p.cfg.to_toml(),
-               "seed": p.cfg.ssm.seed, "source": p.source, "cimspice": __version__},
-        waveforms=res.waveforms,
-    )
-
-
-def dataset_calibration(path, cfg: Config) -> list[PulseSchedule] | None:
-    """Schedules of the first ``n_calibration`` training samples of a dataset file (else None).
-
-    A dataset run maps the SSM once, on training data, and every sample then runs on the same
-    programmed hardware; ``simulate --index`` uses the same calibration so its numbers match.
+    ``prep`` None records a sample that failed before it was prepared (no states; ``model`` and
+    ``mapping`` still describe the hardware). ``attrs`` adds run attributes (e.g. evaluate's
+    key, split, error).
     """
-    from . import events as ev
-
-    try:
-        ds = ev.load_dataset(path)
-    except EventFileError:  # not a dataset file (single sample, SHD, csv...): calibrate on the sample
-        return None
-    train = np.flatnonzero(np.asarray(ds.split) == 0)
-    idx = train[: cfg.circuit.n_calibration] if train.size else np.arange(min(len(ds), cfg.circuit.n_calibration))
-    return [schedule_sample(ds.sample(int(i)), cfg) for i in idx]
+    model = prep.model if prep is not None else model
+    mapping = prep.mapping if prep is not None else mapping
+    label = prep.label if prep is not None and label is None else label
+    events, times, ideal, metrics = None, np.zeros(0), np.zeros((1, 0, 0)), {}
+    run_attrs = {"cimspice": __version__}
+    if prep is not None:
+        sch = prep.schedule
+        events = {"t": sch.t_on, "c": sch.row, "u": sch.amplitude, "width": sch.width}
+        times, ideal = prep.sample_times, prep.ideal[None]
+        metrics = {"n_events": sch.n_events, "n_pulses": sch.n_pulses, "n_merged": sch.n_merged,
+                   "n_dropped": sch.n_dropped, "headroom": mapping.headroom}
+        run_attrs.update(config=prep.cfg.to_toml(), seed=prep.cfg.ssm.seed, source=prep.source)
+    waveforms = {}
+    metrics.update(state_nrmse=float("nan"), spice_time_s=0.0)
+    if sim is not None:
+        metrics.update(state_nrmse=sim.nrmse, spice_time_s=sim.spice_time_s,
+                       wall_time_s=sim.wall_time_s)
+        run_attrs.update(engine=sim.engine, ngspice_version=sim.ngspice_version,
+                         simulator_version=sim.version)
+        waveforms = {k: sim.waveforms[k] for k in ("time", "w_plus", "w_minus") if k in sim.waveforms}
+        waveforms.update(w_plus_at_samples=sim.w_plus, w_minus_at_samples=sim.w_minus)
+    else:
+        run_attrs.update(engine="", ngspice_version="", simulator_version="")
+    if wall_time_s is not None:
+        metrics["wall_time_s"] = wall_time_s
+    model_group = {}
+    if model is not None:
+        model_group.update(B=model.B, taus=model.taus, groups=model.groups)
+    if mapping is not None:
+        model_group.update(G_plus=mapping.g_plus, G_minus=mapping.g_minus,
+                           G_rram_plus=mapping.g_rram_plus, G_rram_minus=mapping.g_rram_minus,
+                           r_tia=mapping.r_tia, gains=mapping.gains, gain_method=mapping.gain_method)
+    return Result(sample_times=times, ideal=ideal, spice=None if sim is None else sim.spice[None],
+                  events=events, model=model_group,
+                  labels=None if label is None else np.array([label]), metrics=metrics,
+                  attrs={**run_attrs, **(attrs or {})}, waveforms=waveforms)

@@ -1,7 +1,7 @@
 """Ideal state-space model (NumPy): the reference every circuit result is compared with.
 
-Model (DESIGN §2). State ``x`` (N,), ``K`` shared decay constants ``taus`` (s), state ``n``
-decays with ``tau[n] = taus[groups[n]]``. Pulse ``i`` of a :class:`~cimspice.events.PulseSchedule`
+Model (docs/design.md, "The model"). State ``x`` (N,), ``K`` shared decay constants ``taus`` (s), state ``n``
+decays with ``tau[n] = taus[groups[n]]``. Pulse ``i`` of a :class:`~cimspice.schedule.PulseSchedule`
 drives input row ``r_i`` with the rate ``a_i / t_p`` during ``[t_on_i, t_on_i + w_i)``::
 
     dx/dt = -x / tau + sum_i B[:, r_i] (a_i / t_p) 1[t_on_i <= t < t_on_i + w_i]
@@ -62,7 +62,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, one_line
+from .io.files import atomic_path
 
 METHODS = ("pulse", "dirac", "zoh")
 
@@ -236,8 +237,6 @@ def save_ssm(path, params: SSMParams) -> None:
         raise InputError(f"{path}: directory {path.parent} does not exist; create it first")
     arrays = {"B": params.B, "taus": params.taus, "groups": params.groups}
     arrays.update({k: getattr(params, k) for k in ("C", "D") if getattr(params, k) is not None})
-    from .results import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -251,7 +250,7 @@ def load_ssm(path) -> SSMParams:
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigError(f"{path}: not a readable .npz archive ({_one_line(exc)}); write it "
+        raise ConfigError(f"{path}: not a readable .npz archive ({one_line(exc)}); write it "
                           f"with numpy.savez and keys {_KEYS_DOC}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ConfigError(f"{path}: holds a single array, not an .npz archive; save it with "
@@ -268,16 +267,12 @@ def load_ssm(path) -> SSMParams:
             try:
                 values[key] = archive[key]
             except Exception as exc:  # truncated member, bad zlib stream, object array
-                raise ConfigError(f"{path}: key '{key}' cannot be read ({_one_line(exc)}); "
+                raise ConfigError(f"{path}: key '{key}' cannot be read ({one_line(exc)}); "
                                   f"re-export the file") from None
     fields = _validated(values["B"], values["taus"], values["groups"], values["C"], values["D"],
                         str(path), "key")
     return SSMParams(**fields)
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def output(params: SSMParams, states: np.ndarray) -> np.ndarray:
@@ -307,29 +302,9 @@ def default_sample_times(duration: float, m: int = 10) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def _check_schedule(schedule, params: SSMParams) -> None:
+    """The schedule checked itself at construction; here only that it fits the model."""
     where = "PulseSchedule"
-    n = np.asarray(schedule.row).shape
-    for name in ("row", "t_on", "width", "amplitude"):
-        arr = np.asarray(getattr(schedule, name))
-        if arr.ndim != 1 or arr.shape != n:
-            raise InputError(f"{where}: field '{name}' has shape {arr.shape}; row, t_on, width "
-                             f"and amplitude must be 1-D arrays of equal length")
-        if name != "row":
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                raise InputError(f"{where}: field '{name}' index {_first_bad(bad)} is not finite; "
-                                 f"rebuild the schedule from valid events")
-    if not (np.isfinite(schedule.t_p) and schedule.t_p > 0):
-        raise InputError(f"{where}: field 't_p' is {schedule.t_p!r}; the nominal pulse width must "
-                         f"be > 0 seconds")
-    bad = np.asarray(schedule.width) < 0
-    if bad.any():
-        raise InputError(f"{where}: field 'width' index {_first_bad(bad)} is negative; pulse "
-                         f"widths must be >= 0 seconds")
     row = np.asarray(schedule.row)
-    if row.size and not np.issubdtype(row.dtype, np.integer):
-        raise InputError(f"{where}: field 'row' has dtype {row.dtype}; it must hold integer row "
-                         f"indices")
     bad = (row < 0) | (row >= params.n_inputs)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -455,7 +430,7 @@ def simulate_ssm(params: SSMParams, schedule, sample_times=None,
                  method: str = "pulse") -> np.ndarray:
     """States (M, N) at ``sample_times`` (s; any order, duplicates allowed), starting from x = 0.
 
-    schedule: :class:`cimspice.events.PulseSchedule` (rows must be < ``params.n_inputs``).
+    schedule: :class:`cimspice.schedule.PulseSchedule` (rows must be < ``params.n_inputs``).
     sample_times: (M,) seconds; None -> ``default_sample_times(schedule.duration)``; ``'events'``
     -> right after each pulse's input ends, one row per pulse in schedule order (see module doc).
     method: ``'pulse'`` (exact rectangles, circuit reference), ``'dirac'`` or ``'zoh'`` (EventSSM).

@@ -241,7 +241,7 @@ def test_stream_emptied_by_filtering_is_one_line():
     from cimspice.config import load_config
     from cimspice.errors import CimspiceError
     from cimspice.events import AUDIO_DTYPE, EventSample
-    from cimspice.pipeline import schedule_sample
+    from cimspice.schedule import schedule_sample
 
     empty = EventSample(np.zeros(0, AUDIO_DTYPE), (8, 1, 1), source="filtered.npz")
     with pytest.raises(CimspiceError) as info:

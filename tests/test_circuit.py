@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from scipy.optimize import root
 
-from cimspice import spice
 from cimspice import pipeline as sim
 from cimspice.config import load_config
-from cimspice.events import AUDIO_DTYPE, make_sample, make_schedule
-from cimspice.mapping import map_ssm
-from cimspice.netlist import build_dc_deck
+from cimspice.datasets import audio_stream
+from cimspice.engines import ngspice
+from cimspice.engines.netlist import build_dc_deck
+from cimspice.hardware.mapping import map_ssm
+from cimspice.schedule import make_schedule
 from cimspice.ssm import random_ssm
 
 
@@ -80,12 +81,12 @@ def _small_mapping(cfg, n_in=4, n_st=3, seed=1):
 
 
 def test_dc_crossbar_matches_independent_nodal_solve():
-    from cimspice.devices import NMOSParams
+    from cimspice.hardware.cells import NMOSParams
 
     cfg = load_config(None).replace(circuit={"r_wire": 20.0, "access": "nmos"})
     _, mp = _small_mapping(cfg)
     v_rows = np.array([0.2, 0.15, 0.05, 0.2])
-    run = spice.run_ngspice(build_dc_deck(mp, cfg, v_rows))
+    run = ngspice.run_ngspice(build_dc_deck(mp, cfg, v_rows))
     data = run.plots[-1].data
     # ngspice's branch current flows into the source's + node (the column): the column current
     sp = np.array([data[f"i(vsense{n}{s})"][0] for n in range(mp.n_states) for s in "pm"])
@@ -105,16 +106,9 @@ def test_dc_crossbar_matches_independent_nodal_solve():
 # ---------------------------------------------------------------------------------------------
 
 def _audio_sample(n_ch=8, n_events=60, seed=3, duration_us=80_000, simultaneous=8):
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.integers(0, duration_us, n_events - simultaneous))
-    x = rng.integers(0, n_ch, t.size)
-    # a burst of simultaneous events on different rows
-    t = np.concatenate([t, np.full(simultaneous, duration_us // 2)])
-    x = np.concatenate([x, np.arange(simultaneous) % n_ch])
-    order = np.argsort(t, kind="stable")
-    ev = np.zeros(t.size, dtype=AUDIO_DTYPE)
-    ev["t"], ev["x"], ev["p"] = t[order], x[order], 1
-    return make_sample(ev, sensor_size=(n_ch, 1, 1), label=0, source="synthetic")
+    """Seeded audio stream with a burst of simultaneous events on ``simultaneous`` rows."""
+    return audio_stream(n_ch, n_events - simultaneous, duration_us, seed, burst=simultaneous,
+                        label=0, source="synthetic")
 
 
 IDEAL_PARTS = {
@@ -165,8 +159,8 @@ def test_build_netlist_deck_runs_by_hand(tmp_path):
     from click.testing import CliRunner
 
     from cimspice.cli import main
-    from cimspice.events import save_events
-    from cimspice.spice import read_raw
+    from cimspice.engines.raw import read_raw
+    from cimspice.io.event_files import save_events
 
     sample = _audio_sample(n_events=40)
     ev_file = tmp_path / "ev.npz"
@@ -199,7 +193,7 @@ def test_default_configuration_on_a_builtin_dataset_sample(tmp_path):
 
     from cimspice import datasets
     from cimspice.cli import main
-    from cimspice.results import read_result
+    from cimspice.io.results import read_result
 
     data = tmp_path / "bars.npz"
     datasets.save_dataset(data, datasets.make_dataset("dvs-bars", 8, seed=0))

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from cimspice import datasets as D
 from cimspice import events as E
+from cimspice.io import event_files as F
 from cimspice import ssm as S
 from cimspice.cli import main
 from cimspice.errors import InputError
@@ -183,7 +184,7 @@ def test_file_readable_with_numpy_alone(name, small, tmp_path):
     # The stored params fed back into the generator give the same samples.
     again = D.make_dataset(name, 8, seed=0, **params)
     assert np.array_equal(again.events, ds.events[:ds.offsets[8]])
-    back = E.load_dataset(path)
+    back = F.load_dataset(path)
     assert len(back) == 40 and back.classes == ds.classes
     assert np.array_equal(back.sample(7).events, ds.sample_events(7))
 
@@ -270,7 +271,7 @@ EXPECTED = {"dvs-bars": 0.86, "dvs-digits": 0.80, "audio-chirps": 0.88}
 @pytest.fixture(scope="module")
 def schedules():
     from cimspice.config import load_config
-    from cimspice.pipeline import schedule_sample
+    from cimspice.schedule import schedule_sample
 
     out = {}
     for name in NAMES:

@@ -11,9 +11,11 @@ import re
 import numpy as np
 import pytest
 
-from cimspice import devices as D
+from cimspice.hardware import cells as C
+from cimspice.hardware import devices as D
 from cimspice.errors import DeviceParamError
-from cimspice.spice import run_ngspice, run_vacask, vacask_binaries
+from cimspice.engines.ngspice import run_ngspice
+from cimspice.engines.vacask import run_vacask, vacask_binaries
 
 LIB = D.lib_path()
 CELL = D.cell_lib_path()
@@ -80,12 +82,12 @@ def test_first_subckt_is_vmem_and_defaults_match_python():
 def test_cell_card_matches_python_defaults():
     text = CELL.read_text()
     card = dict(re.findall(r"(\w+)=([-+0-9.eE]+)", re.search(r"^\.model nacc .*$", text, re.M)[0]))
-    n = D.NMOSParams()
+    n = C.NMOSParams()
     assert float(card["vto"]) == n.vto and float(card["kp"]) == n.kp
     assert float(card["lambda"]) == n.lambda_ and float(card["gamma"]) == 0
     inst = dict(re.findall(r"(\w+)=([-+0-9.eE]+)", re.search(r"^M1 .*nacc (.*)$", text, re.M)[1]))
     assert (float(inst["w"]), float(inst["l"])) == (n.w, n.l)
-    assert _subckt_defaults(text, "rram") == {"g": D.RRAMParams().g, "rnl": D.RRAMParams().rnl}
+    assert _subckt_defaults(text, "rram") == {"g": C.RRAMParams().g, "rnl": C.RRAMParams().rnl}
 
 
 # ---------------------------------------------------------------- NumPy oracle sanity
@@ -215,7 +217,7 @@ def test_rram_and_transistor_dc_sweep_match_level1_equations():
     lines = [f'.include "{CELL}"', "Vd d 0 0"]
     for i, vg in enumerate(vgs):
         lines += [f"Vg{i} g{i} 0 {vg}", f"Vm{i} s{i} 0 0", f"M{i} d g{i} s{i} 0 nacc "
-                  + D.NMOSParams().instance_params()]
+                  + C.NMOSParams().instance_params()]
     lines += ["Vw wl 0 1.8"]
     for j, (g, rnl) in enumerate(cells):
         lines += [f"Vc{j} c{j} 0 0", f"Xc{j} d c{j} wl cell1t1r g={g} rnl={rnl}",
@@ -235,21 +237,21 @@ def test_rram_and_transistor_dc_sweep_match_level1_equations():
         assert np.all(np.abs(sim - ref) <= 1e-6 * np.abs(ref) + 1e-12)
 
     for i, vg in enumerate(vgs):
-        close(plot[f"i(vm{i})"], D.nmos_level1_current(vg, vd))  # source current into Vm+
+        close(plot[f"i(vm{i})"], C.nmos_level1_current(vg, vd))  # source current into Vm+
     for j, (g, rnl) in enumerate(cells):
-        close(plot[f"i(vr{j})"], D.rram_current(g, vd, rnl))
-        close(plot[f"i(vc{j})"], D.cell_current(vd, g, 1.8, rnl=rnl))
+        close(plot[f"i(vr{j})"], C.rram_current(g, vd, rnl))
+        close(plot[f"i(vc{j})"], C.cell_current(vd, g, 1.8, rnl=rnl))
     # the transistor matters at g = 100 uS: the cell draws visibly less than the bare RRAM
     assert abs(plot["i(vc2)"][-1]) < 0.99 * abs(plot["i(vr2)"][-1])
 
 
 def test_rram_for_cell_current_inverts_cell_current():
     for vg, rnl in ((1.8, 0.0), (3.3, 0.6)):
-        g = D.rram_for_cell_current(0.2, 0.2 * 80e-6, vg, rnl=rnl)
+        g = C.rram_for_cell_current(0.2, 0.2 * 80e-6, vg, rnl=rnl)
         assert g > 80e-6
-        assert D.cell_current(0.2, g, vg, rnl=rnl) == pytest.approx(0.2 * 80e-6, rel=1e-12)
+        assert C.cell_current(0.2, g, vg, rnl=rnl) == pytest.approx(0.2 * 80e-6, rel=1e-12)
     with pytest.raises(DeviceParamError, match="access transistor"):
-        D.rram_for_cell_current(0.2, 1.0, 1.8)
+        C.rram_for_cell_current(0.2, 1.0, 1.8)
 
 
 # ---------------------------------------------------------------- validation
@@ -270,9 +272,9 @@ def test_bad_vmem_parameter_names_the_field(kw, field):
 
 
 @pytest.mark.parametrize("cls, kw, field", [
-    (D.RRAMParams, dict(g=0.0), "g"), (D.RRAMParams, dict(rnl=-1.0), "rnl"),
-    (D.NMOSParams, dict(w=0.0), "w"), (D.NMOSParams, dict(kp=-1e-4), "kp"),
-    (D.NMOSParams, dict(lambda_=-0.1), "lambda_"), (D.NMOSParams, dict(vto=float("inf")), "vto"),
+    (C.RRAMParams, dict(g=0.0), "g"), (C.RRAMParams, dict(rnl=-1.0), "rnl"),
+    (C.NMOSParams, dict(w=0.0), "w"), (C.NMOSParams, dict(kp=-1e-4), "kp"),
+    (C.NMOSParams, dict(lambda_=-0.1), "lambda_"), (C.NMOSParams, dict(vto=float("inf")), "vto"),
 ])
 def test_bad_cell_parameter_names_the_field(cls, kw, field):
     with pytest.raises(DeviceParamError, match=rf"{cls.__name__}\.{field} ="):

@@ -27,7 +27,11 @@ from sklearn.preprocessing import StandardScaler
 
 from cimspice import datasets
 from cimspice.cli import main
-from cimspice.results import read_result
+from cimspice.experiments.evaluate import Options, evaluate
+from cimspice.experiments.plots import ideal_on_grid, trajectory_data
+from cimspice.experiments.report import PROTOCOLS
+from cimspice.experiments.tasks import SampleOutcome, make_tasks, run_sample
+from cimspice.io.results import read_result
 
 TINY_TOML = """
 [events]
@@ -44,7 +48,6 @@ reltol = 1e-4
 """
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PROTOCOLS = ("ideal", "transfer", "retrained")
 
 
 def cli(*args):
@@ -349,8 +352,6 @@ def test_n_test_larger_than_the_split(tiny, tmp_path):
 
 
 def test_plot_draws_one_result(tiny, run_a, tmp_path):
-    from cimspice.plots import ideal_on_grid, trajectory_data
-
     rep = report(run_a[0])
     path = run_a[0] / "samples" / f"{rep['trace_sample']}.h5"
     res = cli("plot", path, "-o", tmp_path / "t.png")
@@ -374,3 +375,65 @@ def test_plot_draws_one_result(tiny, run_a, tmp_path):
     res = cli("plot", h5)
     assert res.exit_code == 0, res.stderr
     assert h5.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_sample_files_hold_the_programmed_hardware(run_a):
+    """Sample files are assembled like `simulate` results: conductances, headroom and the run
+    attributes that make a run resumable."""
+    with h5py.File(run_a[0] / "samples" / "test_00004.h5", "r") as h:
+        for name in ("B", "taus", "groups", "G_plus", "G_minus", "G_rram_plus", "G_rram_minus",
+                     "gains", "r_tia"):
+            assert name in h["model"], name
+        assert h["model"]["G_rram_plus"].shape == h["model"]["G_plus"].shape
+        assert np.isfinite(h["metrics"].attrs["headroom"])
+        for key in ("key", "split", "index", "config", "config_digest", "seed", "source", "error",
+                    "simulated", "ngspice_version"):
+            assert key in h.attrs, key
+        assert h.attrs["key"] == "test_00004" and h.attrs["simulated"] and not h.attrs["error"]
+
+
+def test_api_call_resumes_a_finished_run(tiny, run_a, tmp_path):
+    """evaluate(dataset, run_dir, **options) is evaluate(Options(...)): on a copy of a finished
+    run nothing is simulated again and the figures are the same."""
+    out = tmp_path / "copy"
+    shutil.copytree(run_a[0], out)
+    rep = evaluate(str(tiny["data"]), out, config=str(tiny["config"]), spice_train=True,
+                   plots=False, progress=False)
+    assert figures(rep) == figures(report(run_a[0])) == figures(report(out))
+    assert rep["timing"]["n_simulated"] == 12  # kept from the invocation that simulated them
+    assert "note" in rep["timing"]
+    with pytest.raises(TypeError):
+        evaluate(Options(dataset=str(tiny["data"]), run_dir=out), out)
+    with pytest.raises(TypeError):
+        evaluate(str(tiny["data"]))
+
+
+def test_run_sample_is_a_pure_picklable_task(tiny, tmp_path):
+    """A task pickles, run_sample writes nothing, and its outcome pickles (for a scheduler
+    that runs tasks elsewhere)."""
+    import pickle
+
+    from cimspice.config import load_config
+    from cimspice.io.event_files import load_dataset
+    from cimspice.pipeline import calibration_schedules, make_model, program
+    from cimspice.schedule import n_input_rows
+
+    cfg = load_config(tiny["config"])
+    ds = load_dataset(tiny["data"])
+    model = make_model(cfg, n_input_rows(ds.sensor_size, cfg))
+    mapping = program(model, cfg, calibration_schedules(ds, cfg)[0])
+    tasks = make_tasks(ds, {"train": [0, 1], "test": [4]}, cfg, model, mapping, spice_train=False)
+    assert [(t.key, t.spice, t.keep_waveforms) for t in tasks] == [
+        ("test_00004", True, True), ("train_00000", False, False), ("train_00001", False, False)]
+    task = pickle.loads(pickle.dumps(tasks[1]))
+    before = set(os.listdir(tmp_path))
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        out = run_sample(task)
+    finally:
+        os.chdir(cwd)
+    assert set(os.listdir(tmp_path)) == before
+    assert isinstance(out, SampleOutcome) and not out.error and out.sim is None
+    assert out.prep.ideal.shape == (5, 4) and np.isnan(out.nrmse)
+    assert pickle.loads(pickle.dumps(out)).prep.ideal.tobytes() == out.prep.ideal.tobytes()

@@ -9,6 +9,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from cimspice import events as E
+from cimspice import schedule as SC
+from cimspice.io import event_files as F
 from cimspice.cli import main
 from cimspice.errors import EventFileError, InputError
 
@@ -49,7 +51,7 @@ def run_info(*args):
     return CliRunner().invoke(main, ["events", "info", *map(str, args)])
 
 
-def check_schedule(s: E.PulseSchedule):
+def check_schedule(s: SC.PulseSchedule):
     """The netlist's safety contract: per-row occupied intervals separated by >= min_gap."""
     start, end = s.occupied()
     assert np.all(start > 0)
@@ -74,11 +76,11 @@ def test_every_reader_round_trips_every_writer(tmp_path, kind, ext):
     path = tmp_path / f"sample{ext}"
     if ext in (".h5", ".hdf5") and kind == "vision":
         with pytest.raises(EventFileError, match="field 'y'"):
-            E.save_events(path, s)
+            F.save_events(path, s)
         assert list(tmp_path.iterdir()) == []
         return
-    E.save_events(path, s)
-    back = E.load_events(path)
+    F.save_events(path, s)
+    back = F.load_events(path)
     assert back.events.dtype == s.events.dtype
     assert np.array_equal(back.events, s.events)
     assert back.source == str(path)
@@ -103,7 +105,7 @@ def test_dataset_file_read_and_index(tmp_path):
              params=np.str_('{"speeds": [1.0, 2.0]}'))
     ds = E.EventDataset(np.concatenate([p.events for p in parts]), np.array([0, 30, 75, 87]),
                         np.array([1, 0, 1]), None, (16, 12, 2), ("slow", "fast"))
-    back = E.load_dataset(path)
+    back = F.load_dataset(path)
     assert len(back) == 3
     assert np.array_equal(back.events, ds.events)
     assert back.offsets.tolist() == [0, 30, 75, 87]
@@ -111,7 +113,7 @@ def test_dataset_file_read_and_index(tmp_path):
     assert back.classes == ("slow", "fast")
     assert back.params == {"name": "toy", "seed": 7, "speeds": [1.0, 2.0]}
     for i, p in enumerate(parts):
-        got = E.load_events(path, index=i)
+        got = F.load_events(path, index=i)
         assert np.array_equal(got.events, p.events)
         assert got.label == ds.labels[i] and got.class_name == ds.classes[ds.labels[i]]
         assert got.sensor_size == (16, 12, 2)
@@ -135,21 +137,21 @@ def test_real_shd_layout_multi_sample(tmp_path):
             dt[i], du[i] = times[i], units[i]
         f["labels"] = np.array([4, 1], np.uint16)
         f["extra/keys"] = np.array([b"zero", b"one", b"two", b"three", b"four"])
-    s = E.load_events(path, index=0)
+    s = F.load_events(path, index=0)
     assert s.events["t"].tolist() == np.rint(times[0].astype(np.float64) * 1e6).tolist()
     assert s.events["x"].tolist() == [3, 699, 10] and np.all(s.events["p"] == 1)
     assert s.sensor_size == (700, 1, 1)     # SHD/SSC have 700 channels
     assert (s.label, s.class_name) == (4, "four")
     with pytest.raises(EventFileError, match="--index"):
-        E.load_events(path)
-    t, c, n = E.to_channels(E.load_events(path, index=1))
+        F.load_events(path)
+    t, c, n = E.to_channels(F.load_events(path, index=1))
     assert n == 700 and c.tolist() == [1, 2, 1]
 
 
 def test_sort_flag_sorts_stably(tmp_path):
     path = tmp_path / "unsorted.csv"
     path.write_text("t,x,p\n50,1,1\n10,2,1\n50,0,1\n10,3,1\n")
-    s = E.load_events(path, sort=True)
+    s = F.load_events(path, sort=True)
     assert s.events["t"].tolist() == [10, 10, 50, 50]
     assert s.events["x"].tolist() == [2, 3, 1, 0]    # ties keep file order
     assert run_info(path, "--sort").exit_code == 0
@@ -161,7 +163,7 @@ def test_dtype_coercion_from_wider_ints(tmp_path):
     ev["x"] = [0, 5, 2]
     ev["p"] = [1, 0, 1]
     np.save(tmp_path / "wide.npy", ev)
-    s = E.load_events(tmp_path / "wide.npy")
+    s = F.load_events(tmp_path / "wide.npy")
     assert s.events.dtype == E.VISION_DTYPE and s.events["x"].tolist() == [0, 5, 2]
 
 
@@ -273,7 +275,7 @@ def test_malformed_file_gives_one_error_line(tmp_path, name, writer, needles):
     path = tmp_path / name
     writer(path)
     with pytest.raises(EventFileError) as info:
-        E.load_events(path)
+        F.load_events(path)
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{path}: ") and "fix:" in msg
     for needle in needles:
@@ -291,7 +293,7 @@ def test_directory_missing_file_and_index_errors(tmp_path):
              ((tmp_path / "nope.npz",), "no such file")]
     _dataset(tmp_path / "ds.npz")
     cases.append(((tmp_path / "ds.npz", "--index", "5"), "sample index 5 out of range"))
-    E.save_events(tmp_path / "one.npz", vision_sample(10))
+    F.save_events(tmp_path / "one.npz", vision_sample(10))
     cases.append(((tmp_path / "one.npz", "--index", "1"), "out of range (file holds 1 sample)"))
     for args, needle in cases:
         res = run_info(*args)
@@ -305,13 +307,13 @@ def test_save_rejects_invalid_sample_and_writes_nothing(tmp_path):
     bad = s.events.copy()
     bad["t"][5] = -1
     with pytest.raises(EventFileError, match=r"field 't': negative at index 5"):
-        E.save_events(tmp_path / "bad.npz", E.EventSample(bad, s.sensor_size))
+        F.save_events(tmp_path / "bad.npz", E.EventSample(bad, s.sensor_size))
     outside = s.events.copy()
     outside["y"][3] = 12
     with pytest.raises(EventFileError, match=r"field 'y': 12 at index 3"):
-        E.save_events(tmp_path / "bad.csv", E.EventSample(outside, s.sensor_size))
+        F.save_events(tmp_path / "bad.csv", E.EventSample(outside, s.sensor_size))
     with pytest.raises(EventFileError, match="unknown extension"):
-        E.save_events(tmp_path / "bad.mat", s)
+        F.save_events(tmp_path / "bad.mat", s)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -426,17 +428,17 @@ def test_schedule_merge_modes_hand_derived():
     t = np.array([0, 50, 150, 400])
     c = np.zeros(4, int)
     kw = dict(t_p=100 * US, t_rise=1 * US, min_gap=10 * US)
-    ext = E.make_schedule(t, c, 1, merge="extend", **kw)
+    ext = SC.make_schedule(t, c, 1, merge="extend", **kw)
     # 50 starts at 50.5 < 101.5 + 10 -> merged, end 201.5; 150.5 < 211.5 -> merged, end 301.5;
     # 400.5 - 301.5 = 99 >= 10 -> new pulse
     assert ext.t_on == pytest.approx([1 * US, 401 * US], rel=1e-12)
     assert ext.width == pytest.approx([300 * US, 100 * US], rel=1e-12)
     assert ext.amplitude.tolist() == [1, 1] and (ext.n_merged, ext.n_dropped) == (2, 0)
-    cnt = E.make_schedule(t, c, 1, merge="count", **kw)
+    cnt = SC.make_schedule(t, c, 1, merge="count", **kw)
     # width stays 100 us: 150.5 - 101.5 = 49 >= 10 -> a new pulse
     assert cnt.t_on == pytest.approx([1 * US, 151 * US, 401 * US], rel=1e-12)
     assert cnt.amplitude.tolist() == [2, 1, 1] and cnt.n_merged == 1
-    drp = E.make_schedule(t, c, 1, merge="drop", **kw)
+    drp = SC.make_schedule(t, c, 1, merge="drop", **kw)
     assert drp.t_on == pytest.approx([1 * US, 151 * US, 401 * US], rel=1e-12)
     assert drp.amplitude.tolist() == [1, 1, 1] and (drp.n_merged, drp.n_dropped) == (0, 1)
     for s in (ext, cnt, drp):
@@ -445,14 +447,14 @@ def test_schedule_merge_modes_hand_derived():
 
 
 def test_schedule_simultaneous_rows_time_scale_and_t_end():
-    s = E.make_schedule([100, 100, 100], [2, 0, 1], 3, time_scale=2.0, t_end=10_000)
+    s = SC.make_schedule([100, 100, 100], [2, 0, 1], 3, time_scale=2.0, t_end=10_000)
     assert s.row.tolist() == [0, 1, 2]              # ties sorted by row
     assert s.t_on == pytest.approx([200 * US + 1 * US] * 3, rel=1e-12)
     assert s.amplitude.tolist() == [1, 1, 1] and s.n_merged == 0
     assert s.duration == pytest.approx(20_000 * US)  # t_end scaled dominates
     r0 = s.for_row(1)
     assert r0[0].tolist() == [s.t_on[1]]
-    empty = E.make_schedule([], [], 4)
+    empty = SC.make_schedule([], [], 4)
     assert empty.n_pulses == 0 and empty.duration > 0
 
 
@@ -462,13 +464,13 @@ def test_schedule_simultaneous_rows_time_scale_and_t_end():
 ])
 def test_schedule_rejects_bad_arguments(kwargs, field):
     with pytest.raises(InputError) as info:
-        E.make_schedule([0, 1], [0, 1], 2, **kwargs)
+        SC.make_schedule([0, 1], [0, 1], 2, **kwargs)
     assert f"field '{field}'" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_schedule_rejects_channel_outside_rows():
     with pytest.raises(InputError, match="field 'c': channel 5 at index 1"):
-        E.make_schedule([0, 1], [0, 5], 4)
+        SC.make_schedule([0, 1], [0, 5], 4)
 
 
 def _schedule_reference(t_us, c, t_p, t_rise, gap, merge, scale):
@@ -502,14 +504,14 @@ def streams(draw):
                 t_p=draw(st.sampled_from([20e-6, 100e-6, 150e-6])),
                 t_rise=draw(st.sampled_from([0.5e-6, 1e-6, 5e-6])),
                 min_gap=draw(st.sampled_from([1e-6, 10e-6, 33e-6])),
-                merge=draw(st.sampled_from(E.MERGE_MODES)),
+                merge=draw(st.sampled_from(SC.MERGE_MODES)),
                 time_scale=draw(st.sampled_from([1.0, 0.25, 3.0])))
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(streams())
 def test_schedule_properties_on_generated_streams(k):
-    s = E.make_schedule(k["t_us"], k["c"], 4, t_p=k["t_p"], t_rise=k["t_rise"],
+    s = SC.make_schedule(k["t_us"], k["c"], 4, t_p=k["t_p"], t_rise=k["t_rise"],
                         min_gap=k["min_gap"], merge=k["merge"], time_scale=k["time_scale"])
     check_schedule(s)
     ref, dropped = _schedule_reference(k["t_us"], k["c"], k["t_p"], k["t_rise"], k["min_gap"],
@@ -528,11 +530,11 @@ def test_schedule_properties_on_generated_streams(k):
     assert set(zip(s.row.tolist(), s.t_on.tolist())) <= on_events
 
 
-@pytest.mark.parametrize("merge", E.MERGE_MODES)
+@pytest.mark.parametrize("merge", SC.MERGE_MODES)
 def test_schedule_100k_events(merge):
     rng = np.random.default_rng(11)
     t = np.sort(rng.integers(0, 5_000_000, 100_000))
     c = rng.integers(0, 128, t.size)
-    s = E.make_schedule(t, c, 128, merge=merge)
+    s = SC.make_schedule(t, c, 128, merge=merge)
     check_schedule(s)
     assert s.n_events == 100_000 and s.n_pulses > 90_000

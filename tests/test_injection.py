@@ -224,7 +224,7 @@ def test_model_directory_with_quote_or_control_is_refused(tmp_path, monkeypatch,
 
 def test_vacask_netlist_title_is_safe(tmp_path):
     import cimspice
-    from cimspice.netlist import build_vacask_deck
+    from cimspice.engines.vacask_netlist import build_vacask_deck
 
     prep = cimspice.build(cimspice.load_events(GOOD))
     decks = [build_vacask_deck(prep.mapping, prep.schedule, prep.cfg, sample_times=prep.sample_times,

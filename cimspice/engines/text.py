@@ -64,3 +64,11 @@ def storable_text(text) -> str:
         return s
     except UnicodeEncodeError:
         return "".join(_escape(ch) if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in s)
+
+
+def spice_number(x: float) -> str:
+    """The one number format of every deck: 12 significant digits (``0.02``, ``1e-06``,
+    ``20000``, ``0.0107975``). 1e-12 relative is far below any solver tolerance and below the
+    spacing of pulse edges (>= 1e-6 s in streams of seconds), yet hides float noise such as
+    ``0.010797499999999998`` so that decks stay readable."""
+    return f"{float(x):.12g}"

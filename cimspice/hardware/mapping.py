@@ -1,6 +1,6 @@
 """SSM parameters -> circuit: conductances, pulse amplitude, driver gains, device tau, state gains.
 
-The circuit computes, for state n (DESIGN §3)::
+The `state` topology computes, for state n (docs/design.md, "The circuit")::
 
     I_n(t)  = sum_r I_cell(V_r(t), G+[r, n]) - I_cell(V_r(t), G-[r, n])     (column pair)
     V_n(t)  = R_n * I_n(t)                                                 (write driver)
@@ -19,12 +19,16 @@ calibration batch by least squares (:func:`calibrate_gains`) and the method is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.optimize import brentq
 
-from .config import Config
-from .errors import ConfigError
+from ..config import Config
+from ..errors import ConfigError
+from ..ssm import SSMParams, simulate_ssm
+from . import cells
+from .devices import VMemParams, f_write
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,6 @@ class CircuitMapping:
 
 def vmem_params(cfg: Config, tau: float):
     """VMemParams of a state device from the [device] section and its group's tau."""
-    from .devices import VMemParams
-
     d = cfg.device
     base = VMemParams()
     return VMemParams(
@@ -100,25 +102,21 @@ def compensate_access(g_target: np.ndarray, v_in: float, cfg: Config) -> np.ndar
     current at the read amplitude; off that amplitude (pulse edges) the transistor's
     nonlinearity remains, as in hardware.
     """
-    from . import devices
-
     c = cfg.circuit
     if c.access == "none" or not c.compensate_access:
         return np.array(g_target, dtype=float)
-    nmos = devices.NMOSParams()
+    nmos = cells.NMOSParams()
     uniq, inverse = np.unique(np.asarray(g_target, dtype=float), return_inverse=True)
-    if devices.nmos_level1_current(c.v_gate, c.v_in, nmos) <= float(uniq.max()) * v_in:
+    if cells.nmos_level1_current(c.v_gate, c.v_in, nmos) <= float(uniq.max()) * v_in:
         raise ConfigError(f"config: [circuit] v_gate={c.v_gate:g} V: the access transistor cannot pass "
                           f"g_max * v_in at v_in={v_in:g} V; raise v_gate or lower g_max/v_in")
-    solved = np.array([devices.rram_for_cell_current(v_in, g * v_in, c.v_gate, nmos, rnl=c.rram_read_nl)
+    solved = np.array([cells.rram_for_cell_current(v_in, g * v_in, c.v_gate, nmos, rnl=c.rram_read_nl)
                        for g in uniq])
     return solved[inverse].reshape(np.shape(g_target))
 
 
 def _split_ssm(ssm, b_eff: np.ndarray):
     """Two SSMs driven by the positive and the negative part of B (for peak-w prediction)."""
-    from .ssm import SSMParams
-
     pos = SSMParams(B=np.maximum(b_eff, 0.0), taus=ssm.taus, groups=ssm.groups)
     neg = SSMParams(B=np.maximum(-b_eff, 0.0), taus=ssm.taus, groups=ssm.groups)
     return pos, neg
@@ -131,8 +129,6 @@ def peak_drive(ssm, b_eff: np.ndarray, schedules) -> np.ndarray:
     bounds that from above, so the bound is safe for the headroom. Evaluated at every pulse end
     (where a non-negative drive peaks).
     """
-    from .ssm import simulate_ssm
-
     pos, neg = _split_ssm(ssm, b_eff)
     peak = np.zeros(ssm.n_states)
     for sch in schedules:
@@ -194,16 +190,12 @@ def map_ssm(ssm, cfg: Config, schedules) -> CircuitMapping:
 
 def _voltage_for_rate(dev, rate: float) -> float:
     """Write voltage (V) at which the device's write drive f(V) equals ``rate`` (1/s)."""
-    from scipy.optimize import brentq
-
-    from . import devices
-
     hi = dev.vth + 1.0
-    while float(devices.f_write(dev, hi)) < rate:
+    while float(f_write(dev, hi)) < rate:
         hi *= 2.0
         if hi > 1e3:
             raise ConfigError(f"config: [device] sinh write cannot reach {rate:.3g} 1/s; raise lam or eta")
-    return float(brentq(lambda v: float(devices.f_write(dev, v)) - rate, 0.0, hi, xtol=1e-12))
+    return float(brentq(lambda v: float(f_write(dev, v)) - rate, 0.0, hi, xtol=1e-12))
 
 
 def calibrate_gains(mapping: CircuitMapping, x_ideal: np.ndarray, dw_spice: np.ndarray,
@@ -223,8 +215,6 @@ def calibrate_gains(mapping: CircuitMapping, x_ideal: np.ndarray, dw_spice: np.n
     if w_peak is None:
         w_peak = np.max(np.abs(dw), axis=0)
     headroom = float(w_max / np.max(w_peak)) if np.max(w_peak) > 0 else float("nan")
-    from dataclasses import replace
-
     return replace(mapping, gains=gains, gain_method="lstsq-calibration", w_peak=w_peak,
                    headroom=headroom)
 

@@ -1,5 +1,5 @@
-"""Device equations in NumPy: the twin of ``device_models/vmem.lib`` / ``vmem.va`` and of the
-1T1R cell card ``device_models/cell_1t1r.lib``.
+"""The volatile state device in NumPy (the twin of ``device_models/vmem.lib`` / ``vmem.va``), and
+the one lookup of the device model files.
 
 Volatile memristor (state ``w`` in [0, 1], SI units throughout)::
 
@@ -15,41 +15,36 @@ by +V and -V integrates V exactly (window off); one device alone sees k*max(V, 0
 over ``vs``.  Times in seconds, voltages in volts, conductances in siemens.
 """
 from __future__ import annotations
-
 import math
 import numbers
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import brentq
+from scipy.integrate import solve_ivp
 
-from .errors import ConfigError, DeviceParamError
+from ..engines.text import comment, spice_number
+from ..errors import ConfigError, DeviceParamError
 
 MODES = {"linear": 0, "sinh": 1}
-DEFAULT_VG = 1.8  # word-line (gate) voltage of the 1T1R cells [V], see cell_1t1r.lib
-
-_MODEL_DIR = Path(__file__).resolve().parent.parent / "device_models"
-
-
-def _num(x: float) -> str:
-    """Shortest round-trip decimal for a netlist (``0.02``, ``1e-06``, ``20000``)."""
-    s = repr(float(x))
-    return s[:-2] if s.endswith(".0") else s
+DEVICE_DIR = Path(__file__).resolve().parent.parent / "device_models"
+DEVICE_DIR_ENV = "CIMSPICE_DEVICE_DIR"
+MODEL_FILES = ("vmem.lib", "cell_1t1r.lib")     # inlined in every ngspice deck, in this order
 
 
-def _bad(obj: str, name: str, value, need: str) -> DeviceParamError:
+def param_error(obj: str, name: str, value, need: str) -> DeviceParamError:
     return DeviceParamError(f"{obj}.{name} = {value!r}: {need}")
 
 
-def _check_finite(obj: str, inst) -> None:
+def check_finite(obj: str, inst) -> None:
     for f in fields(inst):
         v = getattr(inst, f.name)
         if isinstance(v, bool) or isinstance(v, str):
             continue
         if not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise _bad(obj, f.name, v, "must be a finite number; give a real value in SI units")
+            raise param_error(obj, f.name, v, "must be a finite number; give a real value in SI units")
 
 
 @dataclass(frozen=True)
@@ -97,27 +92,27 @@ class VMemParams:
         """Raise :class:`DeviceParamError` naming the first out-of-range parameter."""
         o = "VMemParams"
         if self.mode not in MODES:
-            raise _bad(o, "mode", self.mode, "unknown write mode; use 'linear' or 'sinh'")
+            raise param_error(o, "mode", self.mode, "unknown write mode; use 'linear' or 'sinh'")
         if not isinstance(self.window, (bool, np.bool_)):
-            raise _bad(o, "window", self.window, "must be True or False")
-        _check_finite(o, self)
+            raise param_error(o, "window", self.window, "must be True or False")
+        check_finite(o, self)
         if self.tau <= 0:
-            raise _bad(o, "tau", self.tau, "must be > 0 s; use e.g. tau=0.02")
+            raise param_error(o, "tau", self.tau, "must be > 0 s; use e.g. tau=0.02")
         for name in ("w_rest", "w0"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise _bad(o, name, v, "must lie in [0, 1]")
+                raise param_error(o, name, v, "must lie in [0, 1]")
         if self.g_off <= 0:
-            raise _bad(o, "g_off", self.g_off, "must be > 0 S; use e.g. g_off=1e-6")
+            raise param_error(o, "g_off", self.g_off, "must be > 0 S; use e.g. g_off=1e-6")
         if self.g_on < self.g_off:
-            raise _bad(o, "g_on", self.g_on, f"must be >= g_off = {self.g_off!r} S")
+            raise param_error(o, "g_on", self.g_on, f"must be >= g_off = {self.g_off!r} S")
         for name, unit in (("k", "1/(V s)"), ("lam", "1/s"), ("eta", "1/V"),
                            ("read_nl", "1/V")):
             v = getattr(self, name)
             if v < 0:
-                raise _bad(o, name, v, f"must be >= 0 {unit}")
+                raise param_error(o, name, v, f"must be >= 0 {unit}")
         if self.vs <= 0:
-            raise _bad(o, "vs", self.vs, "must be > 0 V (smoothing width); use e.g. vs=0.02")
+            raise param_error(o, "vs", self.vs, "must be > 0 V (smoothing width); use e.g. vs=0.02")
         return self
 
     @property
@@ -130,7 +125,7 @@ class VMemParams:
         vals = dict(tau=self.tau, w_rest=self.w_rest, w0=self.w0, gon=self.g_on,
                     goff=self.g_off, mode=self.mode_id, k=self.k, vs=self.vs, lam=self.lam,
                     eta=self.eta, vth=self.vth, win=int(bool(self.window)), rnl=self.read_nl)
-        return " ".join(f"{k}={_num(v) if not isinstance(v, int) else v}"
+        return " ".join(f"{k}={spice_number(v) if not isinstance(v, int) else v}"
                         for k, v in vals.items())
 
     def va_params(self) -> str:
@@ -169,14 +164,14 @@ def conductance(p: VMemParams, w):
     return p.g_off + (p.g_on - p.g_off) * np.asarray(w, dtype=float)
 
 
-def _sinh_read(v, rnl: float):
+def sinh_read(v, rnl: float):
     v = np.asarray(v, dtype=float)
     return v if rnl == 0 else np.sinh(rnl * v) / rnl
 
 
 def read_current(p: VMemParams, v, w):
     """Device current p->n [A]: G(w)*V, or G(w)*sinh(read_nl*V)/read_nl."""
-    return conductance(p, w) * _sinh_read(v, p.read_nl)
+    return conductance(p, w) * sinh_read(v, p.read_nl)
 
 
 def constant_drive(p: VMemParams, v: float, t, w0: float | None = None):
@@ -242,8 +237,6 @@ def integrate(p: VMemParams, t_eval, drive, w0: float | None = None, *,
     ``max_step``).  The state starts at ``w0`` (default ``p.w0``) at ``t_eval[0]``.
     Accuracy (checked against the closed form): |error| < 1e-9 over tens of ms.
     """
-    from scipy.integrate import solve_ivp  # lazy: importing it costs ~1 s per process
-
     t_eval = np.asarray(t_eval, dtype=float)
     if t_eval.ndim != 1 or t_eval.size == 0 or np.any(np.diff(t_eval) < 0):
         raise ValueError("t_eval must be a non-empty, non-decreasing 1-D array of seconds")
@@ -281,159 +274,64 @@ def integrate(p: VMemParams, t_eval, drive, w0: float | None = None, *,
     return out
 
 
-# --- model files ------------------------------------------------------------------------
+# --- model files (trusted code, inlined into decks as they are) ---------------------------
 
-def _model_file(name: str) -> Path:
-    path = _MODEL_DIR / name
-    if not path.is_file():
-        raise ConfigError(f"{path}: device model file missing; reinstall cimspice from its "
-                          "source tree (pip install -e .) so device_models/ is present")
+def device_dir() -> Path:
+    """Directory of the device model files: ``$CIMSPICE_DEVICE_DIR`` if set (read at call time,
+    so a test or a user can point one run at modified models), else the shipped device_models/.
+
+    The path may be written into a deck (``.include "..."``): one holding a quote or a control
+    character is refused, since it would end the string or the line.
+    """
+    env = os.environ.get(DEVICE_DIR_ENV)
+    path = Path(env) if env else DEVICE_DIR
+    text = str(path)
+    if any(ch in "\"'`" or not (ch == " " or ch.isprintable()) for ch in text):
+        raise ConfigError(f"${DEVICE_DIR_ENV}={text!r}: the device model directory contains a quote "
+                          f"or control character; fix: move the models to a plain directory path")
     return path
+
+
+def model_path(name: str) -> Path:
+    """Path of one model file in :func:`device_dir` (one-line ConfigError if it is missing)."""
+    path = device_dir() / name
+    if not path.is_file():
+        raise ConfigError(f"{path}: device model file missing; fix: restore it or point "
+                          f"${DEVICE_DIR_ENV} at a directory holding {', '.join(MODEL_FILES)} and vmem.va")
+    return path
+
+
+def model_text(name: str) -> str:
+    """Text of one model file (one-line ConfigError if it cannot be read)."""
+    path = device_dir() / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{path}: device model file cannot be read ({why}); fix: restore it or "
+                          f"point ${DEVICE_DIR_ENV} at a directory holding "
+                          f"{' and '.join(MODEL_FILES)}") from None
+
+
+def device_lib_text() -> str:
+    """The model files inlined in every ngspice deck (volatile device, RRAM, NMOS card)."""
+    parts = []
+    for name in MODEL_FILES:
+        parts.append(f"{comment(f'---- begin {name} (inlined from cimspice device_models/) ----')}\n"
+                     f"{model_text(name).rstrip()}\n{comment(f'---- end {name} ----')}")
+    return "\n".join(parts)
 
 
 def lib_path() -> Path:
     """``device_models/vmem.lib`` (ngspice subcircuit ``vmem``)."""
-    return _model_file("vmem.lib")
+    return model_path("vmem.lib")
 
 
 def va_path() -> Path:
     """``device_models/vmem.va`` (Verilog-A module ``vmem``)."""
-    return _model_file("vmem.va")
+    return model_path("vmem.va")
 
 
 def cell_lib_path() -> Path:
     """``device_models/cell_1t1r.lib`` (``.model nacc``, subcircuits ``rram``, ``cell1t1r``)."""
-    return _model_file("cell_1t1r.lib")
-
-
-# --- 1T1R cell ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RRAMParams:
-    """Non-volatile RRAM element of a 1T1R cell: conductance ``g`` [S], read
-    nonlinearity ``rnl`` [1/V] (I = g*V, or g*sinh(rnl*V)/rnl).  Defaults = cell_1t1r.lib."""
-
-    g: float = 5e-5
-    rnl: float = 0.0
-
-    def __post_init__(self):
-        _check_finite("RRAMParams", self)
-        if self.g <= 0:
-            raise _bad("RRAMParams", "g", self.g, "must be > 0 S")
-        if self.rnl < 0:
-            raise _bad("RRAMParams", "rnl", self.rnl, "must be >= 0 1/V")
-
-    def spice_params(self) -> str:
-        """Instance parameters for ``X.. p n rram`` / ``X.. row col wl cell1t1r``."""
-        return f"g={_num(self.g)} rnl={_num(self.rnl)}"
-
-
-@dataclass(frozen=True)
-class NMOSParams:
-    """Level-1 access transistor of cell_1t1r.lib (``.model nacc``; W/L on the instance).
-
-    ``w``, ``l`` [m], ``kp`` [A/V^2], ``vto`` [V], ``lambda_`` [1/V]; gamma = 0, ld = 0.
-    """
-
-    w: float = 2e-6
-    l: float = 0.18e-6  # noqa: E741 - the SPICE name
-    kp: float = 200e-6
-    vto: float = 0.45
-    lambda_: float = 0.02
-
-    def __post_init__(self):
-        _check_finite("NMOSParams", self)
-        for name in ("w", "l", "kp"):
-            if getattr(self, name) <= 0:
-                raise _bad("NMOSParams", name, getattr(self, name), "must be > 0")
-        if self.lambda_ < 0:
-            raise _bad("NMOSParams", "lambda_", self.lambda_, "must be >= 0 1/V")
-
-    @property
-    def beta(self) -> float:
-        """KP*W/L [A/V^2]."""
-        return self.kp * self.w / self.l
-
-    def instance_params(self) -> str:
-        """Geometry for an ``M.. d g s b nacc <this>`` line (the card has no W/L; without
-        them ngspice uses W = L = 100 um, i.e. a different transistor)."""
-        return f"w={_num(self.w)} l={_num(self.l)}"
-
-    def r_on(self, vg: float = DEFAULT_VG) -> float:
-        """Small-signal channel resistance at vds -> 0 [ohm] (inf when off)."""
-        ov = vg - self.vto
-        return math.inf if ov <= 0 else 1.0 / (self.beta * ov)
-
-
-def rram_current(g, v, rnl: float = 0.0):
-    """RRAM current [A] at voltage ``v`` [V]: g*V or g*sinh(rnl*V)/rnl."""
-    return np.asarray(g, dtype=float) * _sinh_read(v, rnl)
-
-
-def nmos_level1_current(vgs, vds, p: NMOSParams = NMOSParams()):
-    """Drain current [A] of the SPICE level-1 NMOS (body effect off), vectorised.
-
-    For vds < 0 drain and source swap roles, as in ngspice: I = -I(vgs - vds, -vds).
-    """
-    vgs, vds = np.broadcast_arrays(np.asarray(vgs, dtype=float), np.asarray(vds, dtype=float))
-    sign = np.where(vds < 0, -1.0, 1.0)
-    vgs_e = np.where(vds < 0, vgs - vds, vgs)
-    vds_e = np.abs(vds)
-    vov = vgs_e - p.vto
-    clm = 1.0 + p.lambda_ * vds_e
-    triode = p.beta * vds_e * (vov - vds_e / 2.0) * clm
-    sat = p.beta / 2.0 * vov**2 * clm
-    i = np.where(vov <= 0, 0.0, np.where(vds_e < vov, triode, sat))
-    return sign * i
-
-
-def cell_current(v, g_rram, vg: float = DEFAULT_VG, nmos: NMOSParams = NMOSParams(),
-                 rnl: float = 0.0):
-    """Current [A] of a 1T1R cell (row at ``v``, RRAM ``g_rram``, NMOS source at 0 V).
-
-    Solves I_rram(v - vd) = I_nmos(vg, vd) for the internal node vd with brentq
-    (unique root: the left side falls and the right side rises with vd).
-    Vectorised over ``v`` and ``g_rram`` by broadcasting.
-    """
-    vb, gb = np.broadcast_arrays(np.asarray(v, dtype=float), np.asarray(g_rram, dtype=float))
-    out = np.zeros(vb.shape)
-    for idx in np.ndindex(vb.shape):
-        vi, gi = float(vb[idx]), float(gb[idx])
-        if vi == 0.0:
-            continue
-
-        def h(vd):
-            return float(rram_current(gi, vi - vd, rnl) - nmos_level1_current(vg, vd, nmos))
-
-        lo, hi = min(0.0, vi), max(0.0, vi)
-        vd = brentq(h, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=200)
-        out[idx] = float(nmos_level1_current(vg, vd, nmos))
-    return out if out.ndim else float(out)
-
-
-def rram_for_cell_current(v: float, i_target: float, vg: float = DEFAULT_VG,
-                          nmos: NMOSParams = NMOSParams(), rnl: float = 0.0) -> float:
-    """RRAM conductance [S] that makes a 1T1R cell draw ``i_target`` [A] at row voltage
-    ``v`` [V] (write-verify programming with the access transistor in place).
-
-    The transistor fixes the internal node: I_nmos(vg, vd) = i_target, then
-    g = i_target / (read law at v - vd).  Raises DeviceParamError when the transistor
-    cannot carry ``i_target`` at this gate voltage.
-    """
-    v, i_target = float(v), float(i_target)
-    if v == 0.0 or i_target == 0.0:
-        raise DeviceParamError(f"rram_for_cell_current: v = {v!r} V, i_target = {i_target!r} A:"
-                               " both must be non-zero")
-    if (v > 0) != (i_target > 0):
-        raise DeviceParamError(f"rram_for_cell_current: i_target = {i_target!r} A must have the"
-                               f" sign of v = {v!r} V")
-    i_max = float(nmos_level1_current(vg, v, nmos))
-    if abs(i_target) >= abs(i_max):
-        raise DeviceParamError(
-            f"rram_for_cell_current: i_target = {i_target!r} A needs more than the access "
-            f"transistor carries at v = {v!r} V, vg = {vg!r} V ({i_max!r} A); raise the gate "
-            "voltage or lower g_max")
-    lo, hi = min(0.0, v), max(0.0, v)
-    vd = brentq(lambda x: float(nmos_level1_current(vg, x, nmos)) - i_target, lo, hi,
-                xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=200)
-    return i_target / float(_sinh_read(v - vd, rnl))
+    return model_path("cell_1t1r.lib")

@@ -10,11 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..config import Config, config_from_toml
+from ..errors import InputError
+from ..io.files import atomic_path
+from ..io.results import read_result
+from ..schedule import PulseSchedule
+from ..ssm import SSMParams, simulate_ssm
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # lazily: a heavy dependency that only drawing needs
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -24,8 +29,6 @@ def _plt():
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
     """Save ``fig`` as PNG atomically and close it."""
-    from .results import atomic_path
-
     plt = _plt()
     try:
         with atomic_path(path) as tmp:
@@ -86,11 +89,6 @@ def ideal_on_grid(result, times) -> np.ndarray | None:
     if not ({"B", "taus", "groups"} <= set(model) and {"t", "c", "u", "width"} <= set(ev)):
         return None
     try:
-        from .config import Config
-        from .evaluate import config_from_toml
-        from .events import PulseSchedule
-        from .ssm import SSMParams, simulate_ssm
-
         cfg = config_from_toml(result.attrs["config"]) if "config" in result.attrs else Config()
         params = SSMParams(B=model["B"], taus=model["taus"], groups=model["groups"])
         duration = float(result.sample_times[-1])
@@ -138,8 +136,6 @@ def plot_trajectories(data: dict, path: str | Path, title: str = "") -> None:
 
 def plot_result_file(result_path: str | Path, out: str | Path | None = None, n_states: int = 4) -> Path:
     """`cimspice plot`: the trajectories of one result file -> PNG (default: beside it)."""
-    from .results import read_result
-
     result_path = Path(result_path)
     res = read_result(result_path)
     out = Path(out) if out else result_path.with_suffix(".png")
@@ -156,8 +152,9 @@ def plot_result_file(result_path: str | Path, out: str | Path | None = None, n_s
 # ------------------------------------------------------------------------------------------
 
 def accuracy_data(report: dict) -> tuple[list[str], list[float | None]]:
+    """(protocol names in report order, their accuracies or None)."""
     acc = report["accuracy"]
-    names = ["ideal", "transfer", "retrained"]
+    names = list(acc)
     return names, [acc[p]["accuracy"] for p in names]
 
 
@@ -182,7 +179,7 @@ def plot_accuracy(report: dict, path: str | Path) -> None:
 def plot_confusions(report: dict, path: str | Path) -> None:
     plt = _plt()
     acc = report["accuracy"]
-    names = [p for p in ("ideal", "transfer", "retrained") if acc[p].get("confusion") is not None]
+    names = [p for p in acc if acc[p].get("confusion") is not None]
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.2 * max(1, len(names)) + 0.6, 3.4),
                              squeeze=False, constrained_layout=True)
     classes = report.get("classes") or []
@@ -232,8 +229,6 @@ def report_plots(run_dir: str | Path, report: dict) -> list[Path]:
     written += [run_dir / n for n in ("accuracy.png", "confusion.png", "nrmse_hist.png")]
     key = report.get("trace_sample")
     if key:
-        from .results import read_result
-
         res = read_result(run_dir / "samples" / f"{key}.h5")
         plot_trajectories(trajectory_data(res), run_dir / "trajectories.png",
                           title=f"{key}: ideal vs SPICE (state NRMSE "

@@ -1,0 +1,59 @@
+"""The engine interface: a prepared circuit in, device states at the sample times out.
+
+An engine has a ``name``, refuses in one line what it cannot simulate exactly (:meth:`check`),
+and runs one prepared sample (:meth:`run`). "Prepared" is :class:`cimspice.pipeline.Prepared`
+(mapping, schedule, sample times, config, ngspice deck); engines read it, never change it,
+and never import the pipeline, so data flows one way: pipeline -> engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ..config import Config
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """One finished engine run: device states at the sample times and the run's figures."""
+
+    engine: str                # 'ngspice' | 'vacask'
+    w_plus: np.ndarray         # (M, N) w of the + device of each pair at the sample times
+    w_minus: np.ndarray        # (M, N)
+    version: str               # simulator version
+    elapsed_s: float           # time inside the simulator, s
+    log: str = ""
+    waveforms: dict = field(default_factory=dict)   # dense traces when asked
+
+
+class Engine(Protocol):
+    name: str
+
+    def check(self, cfg: Config) -> None:
+        """Raise a one-line ConfigError for an option this engine cannot simulate exactly."""
+
+    def run(self, prep, *, keep_waveforms: bool = False, workdir=None) -> EngineRun:
+        """Simulate one prepared sample."""
+
+
+def sample_at(time: np.ndarray, trace: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """A trace's value at ``times`` (linear interpolation between simulator time points)."""
+    return np.interp(times, time, trace)
+
+
+def states_from_plot(plot, w_plus: tuple, w_minus: tuple, sense: tuple, times: np.ndarray,
+                     keep_waveforms: bool = False):
+    """(w+ (M, N), w- (M, N) at ``times``, dense waveforms or {}) from a transient plot whose
+    vectors are named ``w_plus``/``w_minus``/``sense`` (simulator-specific names)."""
+    t = plot["time"]
+    wp = np.stack([sample_at(t, plot[n], times) for n in w_plus], axis=-1)
+    wm = np.stack([sample_at(t, plot[n], times) for n in w_minus], axis=-1)
+    waves = {}
+    if keep_waveforms:
+        waves = {"time": t, "w_plus": np.stack([plot[n] for n in w_plus], axis=-1),
+                 "w_minus": np.stack([plot[n] for n in w_minus], axis=-1)}
+        waves.update({n: plot[n] for n in sense})
+    return wp, wm, waves

@@ -1,0 +1,207 @@
+"""Accuracy of the simulated hardware over a dataset: ideal vs SPICE states, readout, report.
+
+One call, :func:`evaluate`, runs the whole job into a run directory (layout: :mod:`.rundir`)::
+
+    report = evaluate("dvs-bars", "run/", n=60, spice_train=True)   # or evaluate(Options(...))
+
+Steps: dataset -> selection (first ``n_train`` training and ``n_test`` test samples, in file
+order) -> SSM model and circuit mapping, both made once (programmed on the calibration samples
+of :func:`cimspice.pipeline.calibration_schedules`: every sample runs on the same hardware, as
+with ``simulate --index``) -> one :class:`~.tasks.SampleTask` per sample. Ideal-only tasks
+run in-process, SPICE tasks across ``jobs`` worker processes (:mod:`.workers`). Each finished
+sample is written atomically, so a killed run resumes by skipping finished files, and the report
+is computed from the sample files alone (:mod:`.report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..config import load_config
+from ..errors import CimspiceError, InputError
+from ..io.files import file_digest
+from ..pipeline import calibration_schedules, make_model, program
+from ..readout import make_readout
+from ..schedule import n_input_rows
+from . import rundir
+from .report import compute_report, versions, write_report
+from .tasks import (SampleTask, collect, is_done, make_tasks, run_and_write, run_sample, sample_path,
+                    write_sample)
+from .workers import WorkerSet, default_jobs, progress
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: workers stopped, finished samples kept (CLI exit code 130)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Command options of :func:`evaluate` (see the CLI help for each)."""
+
+    dataset: str
+    run_dir: Path
+    n: int | None = None
+    seed: int | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    jobs: int | None = None
+    config: str | None = None
+    weights: str | None = None
+    spice_train: bool = False
+    readout: str = "ridge"
+    strict: bool = False
+    force: bool = False
+    retry_failed: bool = False
+    progress: bool | None = None   # None: only on a TTY and not under CI
+    plots: bool = True
+
+
+def evaluate(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | None = None,
+             **options) -> dict:
+    """Run (or resume) an evaluation into a run directory; returns the report dict.
+
+    ``evaluate(opts)`` with an :class:`Options`, or ``evaluate(dataset, run_dir, **options)``
+    with ``dataset`` a built-in name or a dataset file and ``options`` the other fields of
+    :class:`Options` (e.g. ``n=60, spice_train=True, jobs=2``).
+
+    Raises InputError/ConfigError for bad input before any simulation, CimspiceError when a
+    sample fails under ``strict``, :class:`Interrupted` on Ctrl-C.
+    """
+    if isinstance(dataset, Options):
+        if run_dir is not None or options:
+            raise TypeError("evaluate(opts): give either an Options or dataset, run_dir and "
+                            "options, not both")
+        opts = dataset
+    else:
+        if run_dir is None:
+            raise TypeError("evaluate(dataset, run_dir, ...): run_dir is required")
+        opts = Options(dataset=os.fspath(dataset), run_dir=Path(run_dir), **options)
+    return _evaluate(opts)
+
+
+def _check_options(opts: Options) -> Path:
+    run_dir = Path(opts.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"-o {run_dir}: exists and is not a directory; give a run directory")
+    if not run_dir.parent.is_dir():
+        raise InputError(f"-o {run_dir}: parent directory {run_dir.parent} does not exist; create it first")
+    if opts.jobs is not None and opts.jobs < 1:
+        raise InputError(f"--jobs {opts.jobs}: need at least 1 worker process")
+    make_readout(opts.readout)  # unknown kind -> error now, not after the simulations
+    return run_dir
+
+
+def _evaluate(opts: Options) -> dict:
+    t_start = time.perf_counter()
+    run_dir = _check_options(opts)
+    cfg = load_config(opts.config)
+    ds, ds_ident = rundir.resolve_dataset(opts.dataset, run_dir, n=opts.n, seed=opts.seed)
+    chosen = rundir.select(ds, opts.n_train, opts.n_test)
+
+    model = make_model(cfg, n_input_rows(ds.sensor_size, cfg), opts.weights)
+    schedules, record = calibration_schedules(ds, cfg)
+    mapping = program(model, cfg, schedules, record=record)
+
+    digest = cfg.digest()
+    identity = {"config_digest": digest, "dataset": ds_ident,
+                "weights_digest": file_digest(opts.weights) if opts.weights else None,
+                "hardware_digest": rundir.hardware_digest(model, mapping)}
+    rundir.open_run_dir(run_dir, identity, opts.force)
+    manifest = {"format": rundir.MANIFEST_FORMAT, **identity, "config": cfg.to_toml(),
+                "weights": str(Path(opts.weights).resolve()) if opts.weights else None,
+                "selected": chosen, "spice_train": opts.spice_train, "readout": opts.readout,
+                "cimspice_version": __version__}
+    # Its timing block is kept for a rerun that has nothing left to simulate.
+    old_report = rundir.drop_report(run_dir)
+    rundir.write_manifest(run_dir, manifest)
+
+    tasks = make_tasks(ds, chosen, cfg, model, mapping, spice_train=opts.spice_train)
+    todo = [t for t in tasks if not is_done(sample_path(run_dir, t.key), t, digest, opts.retry_failed)]
+    ideal_todo = [t for t in todo if not t.spice]
+    spice_todo = [t for t in todo if t.spice]
+    n_spice_total = sum(t.spice for t in tasks)
+    n_done_before = n_spice_total - len(spice_todo)
+
+    try:
+        with progress(len(ideal_todo), "ideal", opts.progress if ideal_todo else False) as bar:
+            for t in ideal_todo:  # ideal states take milliseconds: no pool needed
+                out = run_sample(t)
+                write_sample(sample_path(run_dir, t.key), out, t, digest)
+                bar.update(1)
+                if out.error and opts.strict:
+                    raise _strict_stop(t.key, out.error)
+        timing = _run_spice(spice_todo, run_dir, digest, opts, n_done_before, n_spice_total)
+    except KeyboardInterrupt:
+        done = sum(is_done(sample_path(run_dir, t.key), t, digest, opts.retry_failed)
+                   for t in tasks if t.spice)
+        raise Interrupted(f"interrupted: {done} of {n_spice_total} SPICE samples kept in "
+                          f"{run_dir / 'samples'}; rerun the same command to resume") from None
+
+    records = collect(run_dir, chosen)
+    report = compute_report(records, readout=opts.readout, spice_train=opts.spice_train,
+                            n_classes=max(len(ds.classes), int(np.max(ds.labels)) + 1),
+                            class_names=list(ds.classes))
+    old = old_report if old_report and old_report.get("config_digest") == digest else None
+    if timing["n_simulated"] == 0 and old and old.get("timing", {}).get("n_simulated"):
+        timing = {**old["timing"], "note": "from the invocation that simulated the samples"}
+    timing["wall_time_s_invocation"] = time.perf_counter() - t_start
+    report["timing"] = timing
+    report["dataset"] = ds_ident
+    report["selected"] = {k: len(v) for k, v in chosen.items()}
+    report["config"] = manifest["config"]
+    report["config_digest"] = digest
+    report["weights"] = manifest["weights"]
+    report["versions"] = versions(records)
+    report["mapping"] = {"gain_method": mapping.gain_method, "headroom": float(mapping.headroom),
+                         "n_inputs": mapping.n_inputs, "n_states": mapping.n_states}
+    write_report(run_dir, report, plots=opts.plots)
+    return report
+
+
+def _strict_stop(key: str, error: str) -> CimspiceError:
+    return CimspiceError(f"sample {key} failed: {error}; stopped by --strict (rerun without it "
+                         f"to record failures and continue)")
+
+
+def _run_spice(tasks: list[SampleTask], run_dir: Path, digest: str, opts: Options, n_before: int,
+               n_total: int) -> dict:
+    """SPICE tasks across worker processes, longest first; returns the timing block."""
+    jobs = opts.jobs or default_jobs()
+    t0 = time.perf_counter()
+    n_failed = 0
+    if tasks:
+        # Longest first (event count ~ ngspice time): no long sample left alone at the end.
+        tasks = sorted(tasks, key=lambda t: -t.events.size)
+        work = [(t, str(sample_path(run_dir, t.key)), digest) for t in tasks]
+        bar = progress(n_total, "ngspice", opts.progress)
+        bar.update(n_before)
+        workers = WorkerSet(min(jobs, len(tasks)), run_and_write)
+        try:
+            with bar:
+                for (task, path, _), summary, died in workers.map_unordered(work):
+                    if died:  # no file from the dead worker: record the failure
+                        out = run_sample(dataclasses.replace(task, spice=False, keep_waveforms=False))
+                        # ideal states stay usable, as for ngspice errors
+                        write_sample(Path(path), dataclasses.replace(out, error=died), task, digest)
+                        summary = {"key": task.key, "error": died}
+                    bar.update(1)
+                    if summary["error"]:
+                        n_failed += 1
+                        bar.set_postfix(failed=n_failed)
+                        if opts.strict:
+                            raise _strict_stop(summary["key"], summary["error"])
+        except BaseException:
+            workers.terminate()
+            raise
+        workers.close()
+    wall = time.perf_counter() - t0
+    n = len(tasks)
+    return {"jobs": min(jobs, n) if n else jobs, "jobs_requested": jobs, "n_simulated": n,
+            "wall_time_s": wall if n else 0.0, "samples_per_s": n / wall if n and wall > 0 else None}

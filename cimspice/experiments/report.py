@@ -1,0 +1,220 @@
+"""The evaluation report: a pure function of the sample records, then report.json, .md, PNGs.
+
+Accuracy protocols: ``ideal`` (readout trained and tested on ideal states), ``transfer`` (the
+same readout applied to the SPICE test states), ``retrained`` (readout trained on SPICE
+training states, needs ``spice_train``; otherwise reported as n/a). Because the report is
+computed from the sample files alone, a resumed run's report equals an uninterrupted one
+(apart from the ``timing`` block, which describes the invocation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import scipy
+
+from .. import __version__
+from ..engines.ngspice import ngspice_version
+from ..io.files import write_text_atomic
+from ..readout import accuracy, confusion_matrix, make_readout
+from .plots import report_plots
+from .tasks import SampleRecord
+
+PROTOCOLS = ("ideal", "transfer", "retrained")
+_TITLES = {"ideal": "ideal accuracy", "transfer": "SPICE transfer accuracy",
+           "retrained": "SPICE retrained accuracy"}
+REPORT_FORMAT = 1
+
+
+# ------------------------------------------------------------------------------------------
+# Figures (pure: records -> report dict)
+# ------------------------------------------------------------------------------------------
+
+def _stack(recs, attr):
+    # A sample whose SPICE run failed still has valid ideal states (they come first).
+    ok = [r for r in recs if getattr(r, attr) is not None and (attr == "ideal" or not r.error)]
+    if not ok:
+        return None, None
+    return np.stack([getattr(r, attr) for r in ok]), np.array([r.label for r in ok])
+
+
+def _protocol(clf, X_test, y_test, labels, n_train) -> dict:
+    pred = clf.predict(X_test)
+    return {"accuracy": accuracy(y_test, pred), "n_train": int(n_train), "n_test": int(len(y_test)),
+            "confusion": confusion_matrix(y_test, pred, labels=labels).tolist()}
+
+
+def _na(reason: str) -> dict:
+    return {"accuracy": None, "n_train": 0, "n_test": 0, "confusion": None, "note": reason}
+
+
+def _readout(kind: str, n_train: int):
+    # Ridge picks alpha by stratified k-fold CV: k cannot exceed the training set.
+    return make_readout(kind, cv=min(5, n_train)) if kind == "ridge" else make_readout(kind)
+
+
+def _clf_info(clf) -> dict:
+    info = {"params": _clean(clf.get_params())}
+    if hasattr(clf, "alpha_"):
+        info["alpha"] = float(clf.alpha_)
+    return info
+
+
+def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice_train: bool = False,
+                   n_classes: int | None = None, class_names: list | None = None) -> dict:
+    """Accuracies of the three protocols, NRMSE statistics, failures (pure function of records)."""
+    train = [r for r in records if r.split == "train"]
+    test = [r for r in records if r.split == "test"]
+    labels = np.arange(n_classes if n_classes else 1 + max(r.label for r in records))
+    acc = {}
+    X_tr, y_tr = _stack(train, "ideal")
+    X_te, y_te = _stack(test, "ideal")
+    X_ts, y_ts = _stack(test, "spice")
+    clf_info = {}
+    if X_tr is None or np.unique(y_tr).size < 2 or X_te is None:
+        acc["ideal"] = _na("not enough training/test samples with ideal states")
+        acc["transfer"] = _na("no ideal readout")
+    else:
+        clf = _readout(readout, len(y_tr)).fit(X_tr, y_tr)
+        clf_info["ideal"] = _clf_info(clf)
+        acc["ideal"] = _protocol(clf, X_te, y_te, labels, len(y_tr))
+        acc["transfer"] = (_protocol(clf, X_ts, y_ts, labels, len(y_tr)) if X_ts is not None
+                           else _na("no test sample with SPICE states"))
+    if not spice_train:
+        acc["retrained"] = _na("needs SPICE states of the training split: rerun with --spice-train")
+    else:
+        X_sr, y_sr = _stack(train, "spice")
+        if X_sr is None or np.unique(y_sr).size < 2 or X_ts is None:
+            acc["retrained"] = _na("not enough training/test samples with SPICE states")
+        else:
+            clf = _readout(readout, len(y_sr)).fit(X_sr, y_sr)
+            clf_info["retrained"] = _clf_info(clf)
+            acc["retrained"] = _protocol(clf, X_ts, y_ts, labels, len(y_sr))
+
+    sim_ok = [r for r in records if r.spice is not None and not r.error]
+    nr = np.array([r.nrmse for r in sim_ok])
+    failures = [{"key": r.key, "split": r.split, "index": r.index, "error": r.error}
+                for r in records if r.error]
+    return {
+        "cimspice_report": REPORT_FORMAT,
+        "readout": {"kind": readout, **clf_info},
+        "classes": class_names or [str(c) for c in labels],
+        "chance": 1.0 / len(labels),
+        "accuracy": {p: acc[p] for p in PROTOCOLS},
+        "nrmse": {"mean": float(nr.mean()) if nr.size else None,
+                  "max": float(nr.max()) if nr.size else None,
+                  "median": float(np.median(nr)) if nr.size else None,
+                  "n": int(nr.size),
+                  "per_sample": {r.key: r.nrmse for r in sim_ok}},
+        "spice_time_s_total": float(sum(r.spice_time_s for r in records)),
+        "n_samples": {"train": len(train), "test": len(test),
+                      "simulated": int(sum(r.simulated for r in records)),
+                      "failed": len(failures)},
+        "failures": failures,
+        "trace_sample": next((r.key for r in test if r.spice is not None and not r.error), None),
+    }
+
+
+def versions(records: list[SampleRecord]) -> dict:
+    """Versions of cimspice, ngspice (from the samples, else the installed one), NumPy,
+    SciPy and Python."""
+    ng = next((r.ngspice_version for r in records if r.ngspice_version), "")
+    if not ng:
+        with contextlib.suppress(Exception):  # ngspice absent: the version stays ''
+            ng = ngspice_version()
+    return {"cimspice": __version__, "ngspice": ng, "numpy": np.__version__,
+            "scipy": scipy.__version__, "python": platform.python_version()}
+
+
+# ------------------------------------------------------------------------------------------
+# Text
+# ------------------------------------------------------------------------------------------
+
+def _pct(a) -> str:
+    return "n/a" if a is None else f"{100 * a:.1f} %"
+
+
+def summary_rows(report: dict) -> list[tuple[str, str]]:
+    """(figure, value) rows of the summary table."""
+    acc = report["accuracy"]
+    rows = []
+    for p in PROTOCOLS:
+        a = acc[p]
+        detail = f" ({a['n_test']} test, {a['n_train']} train)" if a["accuracy"] is not None else \
+            f" ({a.get('note', '')})"
+        rows.append((_TITLES[p], _pct(a["accuracy"]) + detail))
+    rows.append(("chance level", _pct(report["chance"])))
+    nr = report["nrmse"]
+    rows.append(("state NRMSE mean / max",
+                 "n/a" if nr["mean"] is None else f"{100 * nr['mean']:.3g} % / {100 * nr['max']:.3g} % "
+                                                   f"({nr['n']} samples)"))
+    rows.append(("ngspice time (total)", f"{report['spice_time_s_total']:.1f} s"))
+    t = report.get("timing", {})
+    sps = t.get("samples_per_s")
+    rows.append(("throughput", "n/a (nothing simulated)" if not sps else
+                 f"{sps:.3g} samples/s ({t['n_simulated']} samples, {t['jobs']} jobs, "
+                 f"{t['wall_time_s']:.1f} s wall)"))
+    n = report["n_samples"]
+    rows.append(("samples", f"{n['train']} train + {n['test']} test, {n['simulated']} simulated, "
+                            f"{n['failed']} failed"))
+    return rows
+
+
+def summary_table(report: dict) -> str:
+    """Plain-text table printed at the end of a run."""
+    rows = summary_rows(report)
+    w = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{w}}  {v}" for k, v in rows]
+    for f in report["failures"][:5]:
+        lines.append(f"failed: {f['key']}: {f['error']}")
+    if len(report["failures"]) > 5:
+        lines.append(f"... and {len(report['failures']) - 5} more failures (report.json)")
+    return "\n".join(lines)
+
+
+def report_markdown(report: dict) -> str:
+    ds = report.get("dataset", {})
+    v = report.get("versions", {})
+    lines = [f"# cimspice evaluation: {ds.get('name', '')}", "",
+             f"Dataset `{ds.get('path', '')}` (digest {ds.get('digest', '')}), config digest "
+             f"`{report.get('config_digest', '')}`, readout `{report['readout']['kind']}`; "
+             f"cimspice {v.get('cimspice', '')}, ngspice {v.get('ngspice', '')}, numpy {v.get('numpy', '')}.",
+             "", "| figure | value |", "|---|---|"]
+    lines += [f"| {k} | {val} |" for k, val in summary_rows(report)]
+    if report["failures"]:
+        lines += ["", "## Failed samples", "", "| sample | error |", "|---|---|"]
+        lines += [f"| {f['key']} | {f['error'].replace('|', '/')} |" for f in report["failures"]]
+    lines += ["", "![trajectories](trajectories.png)", "![accuracy](accuracy.png)",
+              "![confusion](confusion.png)", "![NRMSE](nrmse_hist.png)", ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# Files
+# ------------------------------------------------------------------------------------------
+
+def write_report(run_dir: Path, report: dict, *, plots: bool = True) -> None:
+    """report.json, report.md and the PNG plots, each written atomically."""
+    run_dir = Path(run_dir)
+    if plots:
+        report_plots(run_dir, report)
+    write_text_atomic(run_dir / "report.md", report_markdown(report))
+    # JSON last: its presence means the whole report is there.
+    write_text_atomic(run_dir / "report.json", json.dumps(_clean(report), indent=1, allow_nan=False) + "\n")
+
+
+def _clean(obj):
+    """JSON-ready copy: NumPy scalars/arrays to Python, NaN/inf to null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
