@@ -1,6 +1,8 @@
-# cimspice — the two set-up commands are `make install` and `make test`.
+# cimspice — set-up is two commands on a fresh Debian machine: `make demo` and `make test`;
+# each installs what is missing first (the install stamp), `make install` forces it alone.
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
+STAMP := .make/installed
 
 .PHONY: install test demo validate bench fidelity
 
@@ -10,25 +12,30 @@ install:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ngspice; \
 	else echo "ngspice present: $$(command -v ngspice)"; fi
 	$(PIP) install -e '.[dev]'
+	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
-test:
+# installed once per checkout, again when the dependencies change
+$(STAMP): pyproject.toml
+	$(MAKE) install
+
+test: $(STAMP)
 	$(PYTHON) -m pytest
 
-demo:
+demo: $(STAMP)
 	mkdir -p demo
-	cimspice datasets make dvs-bars -o demo/bars.npz --n 60 --seed 0
-	cimspice evaluate --dataset demo/bars.npz --spice-train -o demo/run
+	$(PYTHON) -m cimspice.cli datasets make dvs-bars -o demo/bars.npz --n 60 --seed 0
+	$(PYTHON) -m cimspice.cli evaluate --dataset demo/bars.npz --spice-train -o demo/run
 
 # tier 3 + 5 (golden table, ngspice and VACASK side by side), then tiers 1, 2, 4, 5 as tests
-validate:
-	cimspice validate
+validate: $(STAMP)
+	$(PYTHON) -m cimspice.cli validate
 	$(PYTHON) -m pytest tests/test_devices.py tests/test_circuit.py tests/test_validate.py -q
 
 # speed: one layer (table + ratios), then the 2-process speed-up of evaluate
-bench:
+bench: $(STAMP)
 	$(PYTHON) bench/simulate_speed.py
 	$(PYTHON) bench/evaluate_speed.py
 
 # accuracy of the simulated hardware on every built-in dataset (~35 min on 2 cores)
-fidelity:
+fidelity: $(STAMP)
 	$(PYTHON) bench/fidelity.py

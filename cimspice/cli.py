@@ -13,7 +13,7 @@ from . import datasets as dsets
 from . import validate as val
 from .config import load_config
 from .engines.registry import doctor_report
-from .engines.text import safe_text
+from .text import safe_text
 from .errors import CimspiceError
 from .events import event_stats
 from .experiments import evaluate as evaluation

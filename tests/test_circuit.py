@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +208,32 @@ def test_default_configuration_on_a_builtin_dataset_sample(tmp_path):
     assert err <= 0.02, err
     assert res.metrics["state_nrmse"] == pytest.approx(err, rel=1e-9)
     assert "state NRMSE" in r.output and res.spice.shape == res.ideal.shape
+
+
+GOOD_SAMPLE = Path(__file__).resolve().parent / "bad_inputs" / "good" / "audio8.npz"
+
+
+def test_deck_header_states_the_realised_taus_and_b(tmp_path):
+    """A deck built with --weights states the weights' taus and B (what the conductances
+    realise), not the [ssm] taus of the config."""
+    from click.testing import CliRunner
+
+    from cimspice.cli import main
+    from cimspice.ssm import SSMParams, save_ssm
+
+    rng = np.random.default_rng(5)
+    B = rng.normal(size=(4, 8))
+    save_ssm(tmp_path / "w.npz", SSMParams(B=B, taus=np.array([0.005, 0.02]),
+                                           groups=np.array([0, 0, 1, 1])))
+    out = tmp_path / "d.cir"
+    res = CliRunner().invoke(main, ["build-netlist", str(GOOD_SAMPLE), "--weights",
+                                    str(tmp_path / "w.npz"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    deck = out.read_text()
+    assert "* weights: " in deck
+    assert "*   tau per state (s): 0.005, 0.005, 0.02, 0.02" in deck
+    rows = [ln for ln in deck.splitlines() if ln.startswith("*     state 0 inputs 0..7:")]
+    assert len(rows) == 1
+    realised = np.array([float(v) for v in rows[0].split(":")[1].split()])
+    # B rescaled by the conductance mapping only (analog levels): realised == B to 5 digits
+    np.testing.assert_allclose(realised, B[0], rtol=1e-4, atol=1e-4 * np.abs(B).max())

@@ -52,3 +52,13 @@ def test_replace_checks_keys():
         Config().replace(circuit={"nope": 1})
     with pytest.raises(ConfigError):
         config_from_dict({"events": {"t_rise": 1.0}})
+
+
+def test_replace_validates_ranges_like_a_file():
+    """Config.replace is a validation boundary too: a value a file would be refused for is
+    refused here, with the same one-line message."""
+    with pytest.raises(ConfigError, match=r"\[circuit\] r_wire"):
+        Config().replace(circuit={"r_wire": -5})
+    with pytest.raises(ConfigError, match=r"\[events\] t_rise"):
+        Config().replace(events={"t_rise": 1.0})
+    assert Config().replace(circuit={"r_wire": 5}).circuit.r_wire == 5.0

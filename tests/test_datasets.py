@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cimspice import datasets as D
+from cimspice import generators as G
 from cimspice import events as E
 from cimspice.io import event_files as F
 from cimspice import ssm as S
@@ -123,7 +124,7 @@ def test_change_detector_ramp_matches_analytic_crossings():
     up = slope * t
     logi = np.concatenate([up, up[-1] - slope * t[1:]])[:, None]   # up 100 ms, then down
     th = np.array([0.25])
-    te, pix, pol = D._change_events(logi, frame_us, th, th, refractory_us=0.0)
+    te, pix, pol = G.change_events(logi, frame_us, th, th, refractory_us=0.0)
     n_on = int(np.floor(up[-1] / 0.25))
     want_on = np.arange(1, n_on + 1) * 0.25 / slope
     on = np.sort(te[pol == 1])
@@ -141,7 +142,7 @@ def test_change_detector_refractory_drops_close_crossings():
     frame_us, slope = 250.0, 0.4 / 1000.0
     logi = (slope * np.arange(401) * frame_us)[:, None]
     th = np.array([0.27])
-    te, _, _ = D._change_events(logi, frame_us, th, th, refractory_us=1000.0)
+    te, _, _ = G.change_events(logi, frame_us, th, th, refractory_us=1000.0)
     all_t = np.arange(1, int(logi[-1, 0] / 0.27) + 1) * 0.27 / slope
     kept, last = [], -np.inf
     for x in all_t:                      # plain-loop reference of the refractory rule
@@ -154,10 +155,10 @@ def test_change_detector_refractory_drops_close_crossings():
 
 def test_static_scene_gives_only_background_noise():
     """Constant intensity: no change events; background events ~ Poisson(rate*pixels*T)."""
-    p = D.BarsParams(noise_hz=20.0)
-    sensor = D._dvs_context(p, seed=0)
+    p = G.BarsParams(noise_hz=20.0)
+    sensor = G.dvs_context(p, seed=0)
     logi = np.zeros((301, 16, 16))
-    ev = D._vision_events(logi, p, sensor, p.duration_us, np.random.default_rng(3))
+    ev = G.vision_events(logi, p, sensor, p.duration_us, np.random.default_rng(3))
     mean = 20.0 * 256 * 0.15                          # 768 expected
     assert abs(ev.size - mean) < 5 * np.sqrt(mean)    # 5 sigma: fails only if the rate is wrong
     assert (np.diff(ev["t"]) >= 0).all()

@@ -31,6 +31,7 @@ from cimspice.experiments.evaluate import Options, evaluate
 from cimspice.experiments.plots import ideal_on_grid, trajectory_data
 from cimspice.experiments.report import PROTOCOLS
 from cimspice.experiments.tasks import SampleOutcome, make_tasks, run_sample
+from cimspice.io.event_files import load_dataset
 from cimspice.io.results import read_result
 
 TINY_TOML = """
@@ -437,3 +438,34 @@ def test_run_sample_is_a_pure_picklable_task(tiny, tmp_path):
     assert isinstance(out, SampleOutcome) and not out.error and out.sim is None
     assert out.prep.ideal.shape == (5, 4) and np.isnan(out.nrmse)
     assert pickle.loads(pickle.dumps(out)).prep.ideal.tobytes() == out.prep.ideal.tobytes()
+
+
+def _without_split(src: Path, dst: Path) -> None:
+    with np.load(src) as z:
+        np.savez(dst, **{k: z[k] for k in z.files if k != "split"})
+
+
+@pytest.mark.parametrize("has_split", [True, False])
+def test_simulate_index_reproduces_evaluate_sample(tiny, run_a, tmp_path, has_split):
+    """`simulate --index i` and evaluate's record of sample i: identical ideal and SPICE states
+    (the same calibration rule, split rule and result assembly), with the file's split or, for a
+    file without one, with the project's split rule."""
+    if has_split:
+        data, run = tiny["data"], run_a[0]
+    else:
+        data = tmp_path / "nosplit.npz"
+        _without_split(tiny["data"], data)
+        run = tmp_path / "run"
+        res = cli("evaluate", "--dataset", data, "--config", tiny["config"], "--jobs", 1,
+                  "--n-train", 3, "--n-test", 2, "--spice-train", "--no-plots", "-o", run)
+        assert res.exit_code == 0, res.stderr
+    split = datasets.dataset_split(load_dataset(data))
+    for code, name in ((1, "test"), (0, "train")):
+        i = int(np.flatnonzero(split == code)[0])
+        out = tmp_path / f"{name}_{i}.h5"
+        res = cli("simulate", data, "--index", i, "--config", tiny["config"], "-o", out)
+        assert res.exit_code == 0, res.stderr
+        mine, theirs = read_result(out), read_result(run / "samples" / f"{name}_{i:05d}.h5")
+        np.testing.assert_array_equal(mine.ideal, theirs.ideal)
+        np.testing.assert_array_equal(mine.spice, theirs.spice)
+        np.testing.assert_array_equal(mine.model["gains"], theirs.model["gains"])

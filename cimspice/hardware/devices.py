@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ..engines.text import comment, spice_number
+from ..text import comment, spice_number
 from ..errors import ConfigError, DeviceParamError
 
 MODES = {"linear": 0, "sinh": 1}

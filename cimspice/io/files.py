@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..engines.text import storable_text
+from ..text import storable_text
 from ..errors import InputError
 
 

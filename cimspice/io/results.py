@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..engines.text import storable_text
+from ..text import storable_text
 from ..errors import InputError
 from .files import atomic_path
 

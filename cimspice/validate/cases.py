@@ -10,7 +10,7 @@ from typing import Callable
 
 from ..config import check_config, load_config
 from ..datasets import audio_stream
-from ..engines.text import comment, spice_number, vacask_comment
+from ..text import comment, spice_number, vacask_comment
 from ..engines.vacask_netlist import build_vacask_deck
 from ..errors import InputError
 from ..hardware.devices import VMemParams, device_dir, device_lib_text

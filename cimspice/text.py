@@ -1,4 +1,4 @@
-"""Text rules shared by every deck writer (ngspice and VACASK).
+"""Text rules shared by every deck writer (ngspice and VACASK), and by the files that keep text as data.
 
 Decks are made to be shared and rerun by hand, so no text that came from outside cimspice (file
 names, dataset metadata, config strings) may ever become a deck line of its own:
