@@ -24,7 +24,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	mkdir -p demo
 	$(PYTHON) -m cimspice.cli datasets make dvs-bars -o demo/bars.npz --n 60 --seed 0
-	$(PYTHON) -m cimspice.cli evaluate --dataset demo/bars.npz --spice-train -o demo/run
+	$(PYTHON) -m cimspice.cli evaluate --dataset demo/bars.npz --circuit-train -o demo/run
 
 # tier 3 + 5 (golden table, ngspice and VACASK side by side), then tiers 1, 2, 4, 5 as tests
 validate: $(STAMP)

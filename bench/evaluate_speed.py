@@ -30,7 +30,7 @@ from cimspice import datasets
 
 def run(data: Path, out: Path, jobs: int, config: str | None) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", str(data),
-           "--spice-train", "--no-plots", "--jobs", str(jobs), "-o", str(out)]
+           "--circuit-train", "--no-plots", "--jobs", str(jobs), "-o", str(out)]
     if config:
         cmd += ["--config", config]
     t0 = time.perf_counter()
@@ -45,7 +45,7 @@ def states(run_dir: Path) -> dict:
     out = {}
     for f in sorted((run_dir / "samples").glob("*.h5")):
         with h5py.File(f, "r") as h:
-            out[f.stem] = h["states/spice"][()]
+            out[f.stem] = h["states/circuit"][()]
     return out
 
 
@@ -66,11 +66,11 @@ def main() -> None:
             wall, rep = run(data, tmp / f"run{jobs}", jobs, args.config)
             t = rep["timing"]
             rows.append((jobs, wall, t["wall_time_s"], t["n_simulated"] / wall,
-                         rep["spice_time_s_total"]))
+                         rep["engine_time_s_total"]))
         a, b = states(tmp / "run1"), states(tmp / "run2")
         same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
-    print(f"cimspice evaluate: {args.dataset}, {args.n} samples simulated (--spice-train), "
+    print(f"cimspice evaluate: {args.dataset}, {args.n} samples simulated (--circuit-train), "
           f"{os.cpu_count()} CPUs, config {args.config or 'default'}")
     print(f"{'jobs':>4}  {'wall s':>8}  {'ngspice phase s':>15}  {'samples/s':>9}  {'sum ngspice s':>13}")
     for jobs, wall, phase, sps, spice_s in rows:

@@ -3,7 +3,7 @@
 
 For each dataset and circuit configuration: ideal accuracy, SPICE accuracy with the readout
 trained on ideal states (transfer) and retrained on SPICE states, and the state NRMSE. Runs
-`cimspice evaluate` (the same code path as a user's run) with --spice-train.
+`cimspice evaluate` (the same code path as a user's run) with --circuit-train.
 
 Configurations:
   ideal-parts  linear write, no window, transistors deep in triode (V_g = 5 V), no wire
@@ -53,7 +53,7 @@ def main() -> None:
                 cfg.write_text(CONFIGS[name])
                 run = base / f"{ds}-{name}"
                 cmd = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", ds, "--n", str(a.n),
-                       "--seed", str(a.seed), "--spice-train", "--no-plots", "-c", str(cfg), "-o", str(run),
+                       "--seed", str(a.seed), "--circuit-train", "--no-plots", "-c", str(cfg), "-o", str(run),
                        "--force"]
                 if a.jobs:
                     cmd += ["--jobs", str(a.jobs)]

@@ -70,7 +70,7 @@ def one_case(rows: int, cols: int, duration_ms: float, per_row: int) -> dict:
     wall = time.perf_counter() - t0
     child = ngspice_peak_mb(prep.deck)
     return {"rows": rows, "cols": cols, "pulses": prep.schedule.n_pulses, "duration_ms": duration_ms,
-            "wall_s": wall, "ngspice_s": res.spice_time_s, "peak_mb": child, "nrmse": res.nrmse}
+            "wall_s": wall, "ngspice_s": res.engine_time_s, "peak_mb": child, "nrmse": res.nrmse}
 
 
 def naive_case(rows: int, cols: int, per_row: int) -> dict:

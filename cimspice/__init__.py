@@ -6,7 +6,7 @@ The data flow (docs/design.md): events -> schedule -> ssm (ideal) / hardware (ma
     import cimspice
     sample = cimspice.load_events("bars.npz", index=0)   # events (tonic-style structured array)
     prep = cimspice.build(sample)                         # schedule, SSM, mapping, ideal states, deck
-    res = cimspice.simulate(prep)                         # ngspice; res.spice vs res.ideal, res.nrmse
+    res = cimspice.simulate(prep)                         # ngspice; res.circuit vs res.ideal, res.nrmse
     report = cimspice.evaluate("dvs-bars", "run/")        # a whole dataset: accuracy report
 """
 

@@ -12,7 +12,7 @@ from . import __version__
 from . import datasets as dsets
 from . import validate as val
 from .config import load_config
-from .engines.registry import doctor_report
+from .engines.registry import DEFAULT_ENGINE, ENGINES, doctor_report, get_engine
 from .text import safe_text
 from .errors import CimspiceError
 from .events import event_stats
@@ -44,7 +44,7 @@ def friendly_errors(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cimspice")
 def main():
-    """cimspice: SPICE co-simulation of compute-in-memory state-space models on event streams."""
+    """cimspice: circuit-level (SPICE) co-simulation of compute-in-memory state-space models on event streams."""
 
 
 @main.command()
@@ -185,28 +185,34 @@ def build_netlist(events_file, index, config, weights, sort, output):
                f"tstop {prep.deck_info.tstop * 1e3:.1f} ms")
 
 
+_engine_option = click.option(
+    "--engine", "-e", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True,
+    help="Engine that simulates the circuit (ngspice is the truth; vacask the cross-check).")
+
+
 @main.command()
 @circuit_options
+@_engine_option
 @click.option("-o", "--output", required=True, type=click.Path(), help="Result file to write (.h5).")
 @click.option("--deck", type=click.Path(), default=None, help="Also write the deck to this path.")
 @click.option("--waveforms", is_flag=True, help="Store the raw w traces in the result file.")
 @friendly_errors
-def simulate(events_file, index, config, weights, sort, output, deck, waveforms):
-    """Simulate one event sample in ngspice and compare its states with the ideal SSM."""
-
+def simulate(events_file, index, config, weights, sort, engine, output, deck, waveforms):
+    """Simulate one event sample on an engine and compare its states with the ideal SSM."""
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
+    get_engine(engine).check(cfg)   # an option the engine cannot do: refused before any work
     prep = _build(sample, cfg, weights, calibration)
-    check_output_path(output)  # fail early on an unwritable output, before ngspice runs
+    check_output_path(output)  # fail early on an unwritable output, before the engine runs
     if deck:
         write_text_atomic(deck, prep.deck)
-    res = run_engine(prep, keep_waveforms=waveforms)
+    res = run_engine(prep, engine=engine, keep_waveforms=waveforms)
     write_result(output, assemble_result(prep, res))
     sch, m = prep.schedule, prep.mapping
     click.echo(f"events        {sch.n_events} ({sch.n_merged} merged, {sch.n_dropped} dropped) -> "
                f"{sch.n_pulses} pulses on {sch.n_rows} rows")
     click.echo(f"layer         {m.n_inputs} x {m.n_states} states, gain {m.gain_method}, "
                f"headroom {m.headroom:.2f}")
-    click.echo(f"ngspice       {res.ngspice_version}, {res.spice_time_s:.2f} s (wall {res.wall_time_s:.2f} s)")
+    click.echo(f"{res.engine:13s} {res.version}, {res.engine_time_s:.2f} s (wall {res.wall_time_s:.2f} s)")
     click.echo(f"state NRMSE   {res.nrmse * 100:.3f} % vs ideal '{cfg.ssm.method}' SSM")
     click.echo(f"wrote         {output}")
 
@@ -221,7 +227,10 @@ def simulate(events_file, index, config, weights, sort, output, deck, waveforms)
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: number of cores).")
 @click.option("--config", "-c", "config", type=click.Path(), default=None, help="TOML configuration.")
 @click.option("--weights", "-w", type=click.Path(), default=None, help="SSM weights .npz (B, taus, groups).")
-@click.option("--spice-train", is_flag=True, help="Also simulate the training split (enables 'retrained').")
+@click.option("--circuit-train", "--spice-train", "circuit_train", is_flag=True,
+              help="Also simulate the training split (enables 'retrained'); --spice-train is the "
+                   "0.1.0 name.")
+@_engine_option
 @click.option("--readout", type=click.Choice(["ridge", "logistic"]), default="ridge", show_default=True)
 @click.option("--strict", is_flag=True, help="Stop at the first failing sample (exit 1).")
 @click.option("--force", is_flag=True, help="Discard samples of a run made with another config/dataset.")
@@ -229,15 +238,14 @@ def simulate(events_file, index, config, weights, sort, output, deck, waveforms)
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Run directory.")
 @friendly_errors
-def evaluate(dataset, n, seed, n_train, n_test, jobs, config, weights, spice_train, readout, strict,
-             force, retry_failed, no_plots, output):
-    """Accuracy of the simulated hardware over a dataset: ideal vs SPICE states, readout, report."""
-
-
+def evaluate(dataset, n, seed, n_train, n_test, jobs, config, weights, circuit_train, engine, readout,
+             strict, force, retry_failed, no_plots, output):
+    """Accuracy of the simulated hardware over a dataset: ideal vs circuit states, readout, report."""
     opts = evaluation.Options(dataset=dataset, run_dir=Path(output), n=n, seed=seed, n_train=n_train,
-                      n_test=n_test, jobs=jobs, config=config, weights=weights,
-                      spice_train=spice_train, readout=readout, strict=strict, force=force,
-                      retry_failed=retry_failed, plots=not no_plots)
+                              n_test=n_test, jobs=jobs, config=config, weights=weights,
+                              circuit_train=circuit_train, readout=readout, strict=strict,
+                              force=force, retry_failed=retry_failed, plots=not no_plots,
+                              engine=engine)
     try:
         report = evaluation.evaluate(opts)
     except (evaluation.Interrupted, KeyboardInterrupt) as exc:
@@ -253,8 +261,7 @@ def evaluate(dataset, n, seed, n_train, n_test, jobs, config, weights, spice_tra
 @click.option("--states", "n_states", type=int, default=4, show_default=True, help="States to draw.")
 @friendly_errors
 def plot(result, output, n_states):
-    """Draw ideal vs SPICE state trajectories of one result file (from `simulate` or a run's samples/)."""
-
+    """Draw ideal vs circuit state trajectories of one result file (from `simulate` or a run's samples/)."""
     out = plot_result_file(result, output, n_states=n_states)
     click.echo(f"wrote {out}")
 

@@ -46,7 +46,7 @@ class SSMConfig:
     init: str = "gaussian"        # 'gaussian' | 'sparse'
     seed: int = 0
     n_samples: int = 10           # sample times per stream (evenly spaced, last = end)
-    method: str = "pulse"         # ideal discretisation compared against SPICE
+    method: str = "pulse"         # ideal discretisation compared against the circuit
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Python API in three calls::
 
     sample = cimspice.load_events("bars.npz", index=0)
     prep = cimspice.build(sample)                 # schedule, SSM, mapping, ideal states, deck
-    res = cimspice.simulate(prep)                 # runs ngspice; res.spice, res.ideal, res.nrmse
+    res = cimspice.simulate(prep)                 # runs ngspice; res.circuit, res.ideal, res.nrmse
 
 The rules every run shares live here once: which samples calibrate the hardware
 (:func:`calibration_schedules`), how the SSM is programmed onto it (:func:`program`), and how a
@@ -184,12 +184,12 @@ class SimResult:
     """States of one sample, ideal and from an engine, with the run's figures."""
 
     prepared: Prepared
-    engine: str                # engine that produced ``spice`` (ngspice | vacask)
-    spice: np.ndarray          # (M, N) x_hat from the engine's device states
+    engine: str                # engine that produced ``circuit`` (see engines.registry)
+    circuit: np.ndarray        # (M, N) x_hat from the engine's device states
     w_plus: np.ndarray         # (M, N)
     w_minus: np.ndarray        # (M, N)
     nrmse: float
-    spice_time_s: float        # time inside the simulator, s
+    engine_time_s: float       # time inside the engine (simulator process or twin), s
     wall_time_s: float
     version: str               # simulator version
     log: str
@@ -221,8 +221,8 @@ def simulate(prep: Prepared, *, engine: str = DEFAULT_ENGINE, keep_waveforms: bo
     eng.check(prep.cfg)
     run = eng.run(prep, keep_waveforms=keep_waveforms, workdir=workdir)
     x_hat = states_from_w(run.w_plus, run.w_minus, prep.mapping)
-    return SimResult(prepared=prep, engine=run.engine, spice=x_hat, w_plus=run.w_plus,
-                     w_minus=run.w_minus, nrmse=nrmse(x_hat, prep.ideal), spice_time_s=run.elapsed_s,
+    return SimResult(prepared=prep, engine=run.engine, circuit=x_hat, w_plus=run.w_plus,
+                     w_minus=run.w_minus, nrmse=nrmse(x_hat, prep.ideal), engine_time_s=run.elapsed_s,
                      wall_time_s=time.perf_counter() - t0, version=run.version, log=run.log,
                      waveforms=run.waveforms)
 
@@ -254,9 +254,9 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
                    "n_dropped": sch.n_dropped, "headroom": mapping.headroom}
         run_attrs.update(config=prep.cfg.to_toml(), seed=prep.cfg.ssm.seed, source=prep.source)
     waveforms = {}
-    metrics.update(state_nrmse=float("nan"), spice_time_s=0.0)
+    metrics.update(state_nrmse=float("nan"), engine_time_s=0.0)
     if sim is not None:
-        metrics.update(state_nrmse=sim.nrmse, spice_time_s=sim.spice_time_s,
+        metrics.update(state_nrmse=sim.nrmse, engine_time_s=sim.engine_time_s,
                        wall_time_s=sim.wall_time_s)
         run_attrs.update(engine=sim.engine, ngspice_version=sim.ngspice_version,
                          simulator_version=sim.version)
@@ -273,7 +273,7 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
         model_group.update(G_plus=mapping.g_plus, G_minus=mapping.g_minus,
                            G_rram_plus=mapping.g_rram_plus, G_rram_minus=mapping.g_rram_minus,
                            r_tia=mapping.r_tia, gains=mapping.gains, gain_method=mapping.gain_method)
-    return Result(sample_times=times, ideal=ideal, spice=None if sim is None else sim.spice[None],
+    return Result(sample_times=times, ideal=ideal, circuit=None if sim is None else sim.circuit[None],
                   events=events, model=model_group,
                   labels=None if label is None else np.array([label]), metrics=metrics,
                   attrs={**run_attrs, **(attrs or {})}, waveforms=waveforms)

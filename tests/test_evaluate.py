@@ -74,10 +74,10 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run_a(tiny):
-    """--jobs 1 --spice-train, with plots: the reference run."""
+    """--jobs 1 --circuit-train, with plots: the reference run."""
     out = tiny["dir"] / "run_a"
     res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
-              "--spice-train", "-o", out)
+              "--circuit-train", "-o", out)
     assert res.exit_code == 0, res.stderr
     return out, res
 
@@ -86,7 +86,7 @@ def run_a(tiny):
 def run_b(tiny):
     out = tiny["dir"] / "run_b"
     res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 2,
-              "--spice-train", "--no-plots", "-o", out)
+              "--circuit-train", "--no-plots", "-o", out)
     assert res.exit_code == 0, res.stderr
     return out
 
@@ -141,8 +141,8 @@ def figures(rep: dict, protocols=PROTOCOLS) -> dict:
 def test_report_numbers_recomputed_from_sample_files(run_a):
     run_dir, res = run_a
     rep = report(run_dir)
-    ideal, spice = load_states(run_dir, "ideal"), load_states(run_dir, "spice")
-    assert len(ideal) == 12 and len(spice) == 12  # --spice-train: every sample simulated
+    ideal, spice = load_states(run_dir, "ideal"), load_states(run_dir, "circuit")
+    assert len(ideal) == 12 and len(spice) == 12  # --circuit-train: every sample simulated
     Xtr, ytr = xy(ideal, "train")
     Xte, yte = xy(ideal, "test")
     Sxtr, _ = xy(spice, "train")
@@ -174,8 +174,8 @@ def test_report_numbers_recomputed_from_sample_files(run_a):
         assert rep["nrmse"]["per_sample"][k] == pytest.approx(nr[k], rel=1e-12)
     assert rep["nrmse"]["mean"] == pytest.approx(np.mean(list(nr.values())), rel=1e-12)
     assert rep["nrmse"]["max"] == pytest.approx(max(nr.values()), rel=1e-12)
-    times = [read_result(f).metrics["spice_time_s"] for f in (run_dir / "samples").glob("*.h5")]
-    assert rep["spice_time_s_total"] == pytest.approx(sum(times), rel=1e-12)
+    times = [read_result(f).metrics["engine_time_s"] for f in (run_dir / "samples").glob("*.h5")]
+    assert rep["engine_time_s_total"] == pytest.approx(sum(times), rel=1e-12)
     assert rep["n_samples"] == {"train": 8, "test": 4, "simulated": 12, "failed": 0}
     assert rep["versions"]["ngspice"] and rep["versions"]["numpy"] == np.__version__
 
@@ -183,7 +183,7 @@ def test_report_numbers_recomputed_from_sample_files(run_a):
         assert (run_dir / name).read_bytes()[:8] == PNG_MAGIC
     md = (run_dir / "report.md").read_text()
     assert "ideal accuracy" in md and "retrained" in md
-    for line in ("ideal accuracy", "SPICE transfer accuracy", "SPICE retrained accuracy",
+    for line in ("ideal accuracy", "transfer accuracy (ngspice)", "retrained accuracy (ngspice)",
                  "state NRMSE mean / max"):
         assert line in res.output
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -192,7 +192,7 @@ def test_report_numbers_recomputed_from_sample_files(run_a):
 
 def test_jobs2_gives_the_same_results_as_jobs1(run_a, run_b):
     a_dir, _ = run_a
-    for kind in ("ideal", "spice"):
+    for kind in ("ideal", "circuit"):
         a, b = load_states(a_dir, kind), load_states(run_b, kind)
         assert a.keys() == b.keys() and len(a) == 12
         for k in a:  # same deck, same ngspice binary: bit-identical states
@@ -208,7 +208,7 @@ def test_same_seed_gives_identical_state_arrays(tiny, tmp_path):
                   "--n-test", 1, "--config", tiny["config"], "--no-plots", "-o", tmp_path / name)
         assert res.exit_code == 0, res.stderr
         runs.append(tmp_path / name)
-    for kind in ("ideal", "spice"):
+    for kind in ("ideal", "circuit"):
         a, b = load_states(runs[0], kind), load_states(runs[1], kind)
         assert a.keys() == b.keys() and a
         for k in a:
@@ -248,7 +248,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path)
     assert res.exit_code == 0, res.stderr
     rep = report(out)
     assert rep["timing"]["n_simulated"] < 4  # finished samples were skipped, not redone
-    # Same figures as the uninterrupted reference (which also ran --spice-train: ideal and
+    # Same figures as the uninterrupted reference (which also ran --circuit-train: ideal and
     # transfer depend only on ideal training states and the test states).
     ref = report(run_a[0])
     assert figures(rep, ("ideal", "transfer")) == figures(ref, ("ideal", "transfer")) | {
@@ -259,7 +259,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path)
 def test_ctrl_c_stops_cleanly(tiny, tmp_path):
     out = tmp_path / "interrupted"
     args = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", str(tiny["data"]),
-            "--config", str(tiny["config"]), "--jobs", "2", "--spice-train", "--no-plots",
+            "--config", str(tiny["config"]), "--jobs", "2", "--circuit-train", "--no-plots",
             "-o", str(out)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     # Own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
@@ -361,10 +361,10 @@ def test_plot_draws_one_result(tiny, run_a, tmp_path):
 
     r = read_result(path)
     d = trajectory_data(r, n_states=4)
-    # The dense SPICE trace at the sample times is what the states were sampled from.
+    # The dense engine trace at the sample times is what the states were sampled from.
     for j in range(len(d["states"])):
-        assert np.interp(d["t"], d["dense_t"], d["dense_spice"][:, j]) == pytest.approx(
-            d["spice"][:, j], rel=1e-9, abs=1e-12)
+        assert np.interp(d["t"], d["dense_t"], d["dense_circuit"][:, j]) == pytest.approx(
+            d["circuit"][:, j], rel=1e-9, abs=1e-12)
     # The ideal overlay is rebuilt from the stored model + pulses: it must reproduce the
     # stored ideal states at the sample times (same formula, same inputs).
     assert ideal_on_grid(r, r.sample_times) == pytest.approx(r.ideal[0], rel=1e-10, abs=1e-12)
@@ -398,7 +398,7 @@ def test_api_call_resumes_a_finished_run(tiny, run_a, tmp_path):
     run nothing is simulated again and the figures are the same."""
     out = tmp_path / "copy"
     shutil.copytree(run_a[0], out)
-    rep = evaluate(str(tiny["data"]), out, config=str(tiny["config"]), spice_train=True,
+    rep = evaluate(str(tiny["data"]), out, config=str(tiny["config"]), circuit_train=True,
                    plots=False, progress=False)
     assert figures(rep) == figures(report(run_a[0])) == figures(report(out))
     assert rep["timing"]["n_simulated"] == 12  # kept from the invocation that simulated them
@@ -423,8 +423,8 @@ def test_run_sample_is_a_pure_picklable_task(tiny, tmp_path):
     ds = load_dataset(tiny["data"])
     model = make_model(cfg, n_input_rows(ds.sensor_size, cfg))
     mapping = program(model, cfg, calibration_schedules(ds, cfg)[0])
-    tasks = make_tasks(ds, {"train": [0, 1], "test": [4]}, cfg, model, mapping, spice_train=False)
-    assert [(t.key, t.spice, t.keep_waveforms) for t in tasks] == [
+    tasks = make_tasks(ds, {"train": [0, 1], "test": [4]}, cfg, model, mapping, circuit_train=False)
+    assert [(t.key, t.simulate, t.keep_waveforms) for t in tasks] == [
         ("test_00004", True, True), ("train_00000", False, False), ("train_00001", False, False)]
     task = pickle.loads(pickle.dumps(tasks[1]))
     before = set(os.listdir(tmp_path))
@@ -457,7 +457,7 @@ def test_simulate_index_reproduces_evaluate_sample(tiny, run_a, tmp_path, has_sp
         _without_split(tiny["data"], data)
         run = tmp_path / "run"
         res = cli("evaluate", "--dataset", data, "--config", tiny["config"], "--jobs", 1,
-                  "--n-train", 3, "--n-test", 2, "--spice-train", "--no-plots", "-o", run)
+                  "--n-train", 3, "--n-test", 2, "--circuit-train", "--no-plots", "-o", run)
         assert res.exit_code == 0, res.stderr
     split = datasets.dataset_split(load_dataset(data))
     for code, name in ((1, "test"), (0, "train")):
@@ -467,5 +467,5 @@ def test_simulate_index_reproduces_evaluate_sample(tiny, run_a, tmp_path, has_sp
         assert res.exit_code == 0, res.stderr
         mine, theirs = read_result(out), read_result(run / "samples" / f"{name}_{i:05d}.h5")
         np.testing.assert_array_equal(mine.ideal, theirs.ideal)
-        np.testing.assert_array_equal(mine.spice, theirs.spice)
+        np.testing.assert_array_equal(mine.circuit, theirs.circuit)
         np.testing.assert_array_equal(mine.model["gains"], theirs.model["gains"])

@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = ROOT / "tests" / "bad_inputs" / "good" / "audio8.npz"
 # Attributes that legitimately differ between two runs: the creation time stamp and timings.
-VOLATILE_ATTRS = {"created", "wall_time_s", "spice_time_s"}
+VOLATILE_ATTRS = {"created", "wall_time_s", "engine_time_s"}
 
 
 def _env(tmp: Path, **extra) -> dict:
@@ -119,11 +119,11 @@ def test_same_seed_gives_identical_datasets(sequential):
     a1, a2 = sequential["a1"], sequential["a2"]
     items = _h5_items(a1)
     # the comparison must cover the substance of the file, not an empty shell
-    for name in ("states/ideal", "states/spice", "sample_times", "model/B", "events/t"):
+    for name in ("states/ideal", "states/circuit", "sample_times", "model/B", "events/t"):
         assert items[name][0] == "dataset", name
     assert _differences(a1, a2) == []
     # and it can fail: the other sample's file differs in its states
-    assert "states/spice" in _differences(a1, sequential["b"])
+    assert "states/circuit" in _differences(a1, sequential["b"])
 
 
 def test_concurrent_runs_in_one_directory_do_not_interfere(sequential, tmp_path):

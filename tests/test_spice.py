@@ -1,4 +1,4 @@
-"""Tests of cimspice.spice against the real ngspice (and VACASK when installed).
+"""Tests of the ngspice and VACASK runners and the raw parser (cimspice.engines) against the real ngspice (and VACASK when installed).
 
 Every error is provoked for real: each deck below makes ngspice 39 print the message the
 runner must recognise. Expected values come from closed-form circuit solutions.

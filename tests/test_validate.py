@@ -130,7 +130,8 @@ def test_pulse_goldens_match_reference_integrator(name, p, times, width, amp):
 
 def test_linear_layer_golden_tracks_ideal_ssm():
     """4x4 linear layer, ideal-ish parts: x_hat = (w+ - w-)/g vs the pulse SSM at the sample
-    times; docs/design.md §9 measured NRMSE ~1e-4 at reltol 1e-6 for such a layer; bound 1e-3."""
+    times; NRMSE is ~1e-4 at reltol 1e-6 for such a layer (docs/design.md, "Validation");
+    bound 1e-3."""
     case = V.build_case("layer4x4_linear")
     g = V.load_golden(REPO_GOLDENS / "layer4x4_linear.npz")
     prep = case.prepared

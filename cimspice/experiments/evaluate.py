@@ -1,14 +1,14 @@
-"""Accuracy of the simulated hardware over a dataset: ideal vs SPICE states, readout, report.
+"""Accuracy of the simulated hardware over a dataset: ideal vs circuit states, readout, report.
 
 One call, :func:`evaluate`, runs the whole job into a run directory (layout: :mod:`.rundir`)::
 
-    report = evaluate("dvs-bars", "run/", n=60, spice_train=True)   # or evaluate(Options(...))
+    report = evaluate("dvs-bars", "run/", n=60, circuit_train=True)   # or evaluate(Options(...))
 
 Steps: dataset -> selection (first ``n_train`` training and ``n_test`` test samples, in file
 order) -> SSM model and circuit mapping, both made once (programmed on the calibration samples
 of :func:`cimspice.pipeline.calibration_schedules`: every sample runs on the same hardware, as
 with ``simulate --index``) -> one :class:`~.tasks.SampleTask` per sample. Ideal-only tasks
-run in-process, SPICE tasks across ``jobs`` worker processes (:mod:`.workers`). Each finished
+run in-process, engine tasks across ``jobs`` worker processes (:mod:`.workers`). Each finished
 sample is written atomically, so a killed run resumes by skipping finished files, and the report
 is computed from the sample files alone (:mod:`.report`).
 """
@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import load_config
+from ..engines.registry import DEFAULT_ENGINE, get_engine
 from ..errors import CimspiceError, InputError
 from ..io.files import file_digest
 from ..pipeline import calibration_schedules, make_model, program
@@ -54,13 +55,14 @@ class Options:
     jobs: int | None = None
     config: str | None = None
     weights: str | None = None
-    spice_train: bool = False
+    circuit_train: bool = False    # also simulate the training split ('retrained' protocol)
     readout: str = "ridge"
     strict: bool = False
     force: bool = False
     retry_failed: bool = False
     progress: bool | None = None   # None: only on a TTY and not under CI
     plots: bool = True
+    engine: str = DEFAULT_ENGINE   # engines.registry name: ngspice (the truth), vacask
 
 
 def evaluate(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | None = None,
@@ -69,7 +71,7 @@ def evaluate(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | 
 
     ``evaluate(opts)`` with an :class:`Options`, or ``evaluate(dataset, run_dir, **options)``
     with ``dataset`` a built-in name or a dataset file and ``options`` the other fields of
-    :class:`Options` (e.g. ``n=60, spice_train=True, jobs=2``).
+    :class:`Options` (e.g. ``n=60, circuit_train=True, jobs=2``).
 
     Raises InputError/ConfigError for bad input before any simulation, CimspiceError when a
     sample fails under ``strict``, :class:`Interrupted` on Ctrl-C.
@@ -95,6 +97,7 @@ def _check_options(opts: Options) -> Path:
     if opts.jobs is not None and opts.jobs < 1:
         raise InputError(f"--jobs {opts.jobs}: need at least 1 worker process")
     make_readout(opts.readout)  # unknown kind -> error now, not after the simulations
+    get_engine(opts.engine)     # unknown engine -> error now
     return run_dir
 
 
@@ -105,6 +108,7 @@ def _evaluate(opts: Options) -> dict:
     ds, ds_ident = rundir.resolve_dataset(opts.dataset, run_dir, n=opts.n, seed=opts.seed)
     chosen = rundir.select(ds, opts.n_train, opts.n_test)
 
+    get_engine(opts.engine).check(cfg)   # an option the engine cannot do: refused before any run
     model = make_model(cfg, n_input_rows(ds.sensor_size, cfg), opts.weights)
     schedules, record = calibration_schedules(ds, cfg)
     mapping = program(model, cfg, schedules, record=record)
@@ -112,22 +116,23 @@ def _evaluate(opts: Options) -> dict:
     digest = cfg.digest()
     identity = {"config_digest": digest, "dataset": ds_ident,
                 "weights_digest": file_digest(opts.weights) if opts.weights else None,
-                "hardware_digest": rundir.hardware_digest(model, mapping)}
+                "hardware_digest": rundir.hardware_digest(model, mapping), "engine": opts.engine}
     rundir.open_run_dir(run_dir, identity, opts.force)
     manifest = {"format": rundir.MANIFEST_FORMAT, **identity, "config": cfg.to_toml(),
                 "weights": str(Path(opts.weights).resolve()) if opts.weights else None,
-                "selected": chosen, "spice_train": opts.spice_train, "readout": opts.readout,
+                "selected": chosen, "circuit_train": opts.circuit_train, "readout": opts.readout,
                 "cimspice_version": __version__}
     # Its timing block is kept for a rerun that has nothing left to simulate.
     old_report = rundir.drop_report(run_dir)
     rundir.write_manifest(run_dir, manifest)
 
-    tasks = make_tasks(ds, chosen, cfg, model, mapping, spice_train=opts.spice_train)
+    tasks = make_tasks(ds, chosen, cfg, model, mapping, circuit_train=opts.circuit_train,
+                       engine=opts.engine)
     todo = [t for t in tasks if not is_done(sample_path(run_dir, t.key), t, digest, opts.retry_failed)]
-    ideal_todo = [t for t in todo if not t.spice]
-    spice_todo = [t for t in todo if t.spice]
-    n_spice_total = sum(t.spice for t in tasks)
-    n_done_before = n_spice_total - len(spice_todo)
+    ideal_todo = [t for t in todo if not t.simulate]
+    engine_todo = [t for t in todo if t.simulate]
+    n_engine_total = sum(t.simulate for t in tasks)
+    n_done_before = n_engine_total - len(engine_todo)
 
     try:
         with progress(len(ideal_todo), "ideal", opts.progress if ideal_todo else False) as bar:
@@ -137,15 +142,16 @@ def _evaluate(opts: Options) -> dict:
                 bar.update(1)
                 if out.error and opts.strict:
                     raise _strict_stop(t.key, out.error)
-        timing = _run_spice(spice_todo, run_dir, digest, opts, n_done_before, n_spice_total)
+        timing = _run_engine(engine_todo, run_dir, digest, opts, n_done_before, n_engine_total)
     except KeyboardInterrupt:
         done = sum(is_done(sample_path(run_dir, t.key), t, digest, opts.retry_failed)
-                   for t in tasks if t.spice)
-        raise Interrupted(f"interrupted: {done} of {n_spice_total} SPICE samples kept in "
+                   for t in tasks if t.simulate)
+        raise Interrupted(f"interrupted: {done} of {n_engine_total} {opts.engine} samples kept in "
                           f"{run_dir / 'samples'}; rerun the same command to resume") from None
 
     records = collect(run_dir, chosen)
-    report = compute_report(records, readout=opts.readout, spice_train=opts.spice_train,
+    report = compute_report(records, readout=opts.readout, circuit_train=opts.circuit_train,
+                            engine=opts.engine,
                             n_classes=max(len(ds.classes), int(np.max(ds.labels)) + 1),
                             class_names=list(ds.classes))
     old = old_report if old_report and old_report.get("config_digest") == digest else None
@@ -170,25 +176,25 @@ def _strict_stop(key: str, error: str) -> CimspiceError:
                          f"to record failures and continue)")
 
 
-def _run_spice(tasks: list[SampleTask], run_dir: Path, digest: str, opts: Options, n_before: int,
-               n_total: int) -> dict:
-    """SPICE tasks across worker processes, longest first; returns the timing block."""
+def _run_engine(tasks: list[SampleTask], run_dir: Path, digest: str, opts: Options, n_before: int,
+                n_total: int) -> dict:
+    """Engine tasks across worker processes, longest first; returns the timing block."""
     jobs = opts.jobs or default_jobs()
     t0 = time.perf_counter()
     n_failed = 0
     if tasks:
-        # Longest first (event count ~ ngspice time): no long sample left alone at the end.
+        # Longest first (event count ~ engine time): no long sample left alone at the end.
         tasks = sorted(tasks, key=lambda t: -t.events.size)
         work = [(t, str(sample_path(run_dir, t.key)), digest) for t in tasks]
-        bar = progress(n_total, "ngspice", opts.progress)
+        bar = progress(n_total, opts.engine, opts.progress)
         bar.update(n_before)
         workers = WorkerSet(min(jobs, len(tasks)), run_and_write)
         try:
             with bar:
                 for (task, path, _), summary, died in workers.map_unordered(work):
                     if died:  # no file from the dead worker: record the failure
-                        out = run_sample(dataclasses.replace(task, spice=False, keep_waveforms=False))
-                        # ideal states stay usable, as for ngspice errors
+                        out = run_sample(dataclasses.replace(task, simulate=False, keep_waveforms=False))
+                        # ideal states stay usable, as for engine errors
                         write_sample(Path(path), dataclasses.replace(out, error=died), task, digest)
                         summary = {"key": task.key, "error": died}
                     bar.update(1)

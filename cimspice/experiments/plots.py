@@ -44,24 +44,26 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
 def trajectory_data(result, n_states: int = 4) -> dict:
     """What the trajectory plot of one result (results.Result, first sample) shows.
 
-    Returns: t (M,) s sample times, ideal (M, K) and spice (M, K) or None for the K chosen
+    Returns: t (M,) s sample times, ideal (M, K) and circuit (M, K) or None for the K chosen
     states (the K with the largest ideal RMS), states (K,) their indices, raster_t (P,) s and
-    raster_row (P,) pulse onsets, dense_t (T,) s with dense_spice (T, K) from stored
+    raster_row (P,) pulse onsets, dense_t (T,) s with dense_circuit (T, K) from stored
     waveforms (or None) and dense_ideal (T, K) recomputed from the stored model and pulses
-    (or None when the file lacks them).
+    (or None when the file lacks them), engine (the name of the engine behind ``circuit``).
     """
     ideal = np.asarray(result.ideal)
     if ideal.ndim != 3 or ideal.shape[1] == 0:
         raise InputError("result: field '/states/ideal' is empty; this sample failed before its "
                          "states were computed (see its 'error' attribute)")
     ideal = ideal[0]
-    spice = None if result.spice is None else np.asarray(result.spice)[0]
+    circuit = None if result.circuit is None else np.asarray(result.circuit)[0]
     t = np.asarray(result.sample_times, dtype=float)
     rms = np.sqrt(np.mean(ideal ** 2, axis=0))
     states = np.sort(np.argsort(-rms, kind="stable")[: max(1, min(n_states, ideal.shape[1]))])
-    out = {"t": t, "ideal": ideal[:, states], "spice": None if spice is None else spice[:, states],
+    out = {"t": t, "ideal": ideal[:, states],
+           "circuit": None if circuit is None else circuit[:, states],
            "states": states, "raster_t": None, "raster_row": None, "dense_t": None,
-           "dense_spice": None, "dense_ideal": None}
+           "dense_circuit": None, "dense_ideal": None,
+           "engine": str((result.attrs or {}).get("engine", "")) or "circuit"}
     ev = result.events or {}
     if "t" in ev and "c" in ev:
         out["raster_t"] = np.asarray(ev["t"], dtype=float)
@@ -71,7 +73,7 @@ def trajectory_data(result, n_states: int = 4) -> dict:
     if {"time", "w_plus", "w_minus"} <= set(w) and gains is not None and np.all(np.isfinite(gains)):
         x = (np.asarray(w["w_plus"]) - np.asarray(w["w_minus"])) / np.asarray(gains)
         out["dense_t"] = np.asarray(w["time"], dtype=float)
-        out["dense_spice"] = x[:, states]
+        out["dense_circuit"] = x[:, states]
     if result.sample_times.size:
         duration = float(result.sample_times[-1])
         t_fine = np.linspace(duration / 800, duration, 800)
@@ -102,7 +104,7 @@ def ideal_on_grid(result, times) -> np.ndarray | None:
 
 
 def plot_trajectories(data: dict, path: str | Path, title: str = "") -> None:
-    """Ideal vs SPICE states (one panel per state) above the input event raster."""
+    """Ideal vs circuit states (one panel per state) above the input event raster."""
     plt = _plt()
     k = len(data["states"])
     fig, axes = plt.subplots(k + 1, 1, figsize=(8, 1.6 * k + 1.8), sharex=True,
@@ -113,14 +115,14 @@ def plot_trajectories(data: dict, path: str | Path, title: str = "") -> None:
         if data.get("dense_ideal") is not None:
             ax.plot(data["dense_ideal_t"] * ms, data["dense_ideal"][:, j], color="k", lw=1.0,
                     label="ideal SSM")
-        if data["dense_spice"] is not None:
-            ax.plot(data["dense_t"] * ms, data["dense_spice"][:, j], color="tab:red", lw=0.9,
-                    ls="--", label="SPICE")
+        if data["dense_circuit"] is not None:
+            ax.plot(data["dense_t"] * ms, data["dense_circuit"][:, j], color="tab:red", lw=0.9,
+                    ls="--", label=data["engine"])
         ax.plot(data["t"] * ms, data["ideal"][:, j], "o", color="k", ms=4, mfc="none",
                 label="ideal at sample times")
-        if data["spice"] is not None:
-            ax.plot(data["t"] * ms, data["spice"][:, j], "x", color="tab:red", ms=5,
-                    label="SPICE at sample times")
+        if data["circuit"] is not None:
+            ax.plot(data["t"] * ms, data["circuit"][:, j], "x", color="tab:red", ms=5,
+                    label=f"{data['engine']} at sample times")
         ax.set_ylabel(f"x[{n}]")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize=7, ncol=2, frameon=False)
@@ -213,7 +215,7 @@ def plot_nrmse_hist(report: dict, path: str | Path) -> None:
         ax.axvline(100 * vals.mean(), color="k", ls="--", lw=1, label=f"mean {100 * vals.mean():.3g} %")
         ax.legend(frameon=False, fontsize=8)
     else:
-        ax.text(0.5, 0.5, "no SPICE sample", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no simulated sample", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("state NRMSE vs ideal SSM (%)")
     ax.set_ylabel("samples")
     save_figure(fig, path)
@@ -231,7 +233,7 @@ def report_plots(run_dir: str | Path, report: dict) -> list[Path]:
     if key:
         res = read_result(run_dir / "samples" / f"{key}.h5")
         plot_trajectories(trajectory_data(res), run_dir / "trajectories.png",
-                          title=f"{key}: ideal vs SPICE (state NRMSE "
+                          title=f"{key}: ideal vs {report.get('engine', 'circuit')} (state NRMSE "
                                 f"{100 * report['nrmse']['per_sample'][key]:.3g} %)")
         written.append(run_dir / "trajectories.png")
     return written

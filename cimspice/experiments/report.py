@@ -1,8 +1,8 @@
 """The evaluation report: a pure function of the sample records, then report.json, .md, PNGs.
 
 Accuracy protocols: ``ideal`` (readout trained and tested on ideal states), ``transfer`` (the
-same readout applied to the SPICE test states), ``retrained`` (readout trained on SPICE
-training states, needs ``spice_train``; otherwise reported as n/a). Because the report is
+same readout applied to the circuit's test states, from the run's engine), ``retrained``
+(readout trained on circuit training states, needs ``circuit_train``; otherwise n/a). Because the report is
 computed from the sample files alone, a resumed run's report equals an uninterrupted one
 (apart from the ``timing`` block, which describes the invocation).
 """
@@ -25,9 +25,9 @@ from .plots import report_plots
 from .tasks import SampleRecord
 
 PROTOCOLS = ("ideal", "transfer", "retrained")
-_TITLES = {"ideal": "ideal accuracy", "transfer": "SPICE transfer accuracy",
-           "retrained": "SPICE retrained accuracy"}
-REPORT_FORMAT = 1
+_TITLES = {"ideal": "ideal accuracy", "transfer": "transfer accuracy ({engine})",
+           "retrained": "retrained accuracy ({engine})"}
+REPORT_FORMAT = 2   # 2: states from a named engine ('engine', 'engine_time_s_total')
 
 
 # ------------------------------------------------------------------------------------------
@@ -35,7 +35,7 @@ REPORT_FORMAT = 1
 # ------------------------------------------------------------------------------------------
 
 def _stack(recs, attr):
-    # A sample whose SPICE run failed still has valid ideal states (they come first).
+    # A sample whose engine run failed still has valid ideal states (they come first).
     ok = [r for r in recs if getattr(r, attr) is not None and (attr == "ideal" or not r.error)]
     if not ok:
         return None, None
@@ -64,8 +64,9 @@ def _clf_info(clf) -> dict:
     return info
 
 
-def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice_train: bool = False,
-                   n_classes: int | None = None, class_names: list | None = None) -> dict:
+def compute_report(records: list[SampleRecord], *, readout: str = "ridge", circuit_train: bool = False,
+                   engine: str = "ngspice", n_classes: int | None = None,
+                   class_names: list | None = None) -> dict:
     """Accuracies of the three protocols, NRMSE statistics, failures (pure function of records)."""
     train = [r for r in records if r.split == "train"]
     test = [r for r in records if r.split == "test"]
@@ -73,7 +74,7 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice
     acc = {}
     X_tr, y_tr = _stack(train, "ideal")
     X_te, y_te = _stack(test, "ideal")
-    X_ts, y_ts = _stack(test, "spice")
+    X_ts, y_ts = _stack(test, "circuit")
     clf_info = {}
     if X_tr is None or np.unique(y_tr).size < 2 or X_te is None:
         acc["ideal"] = _na("not enough training/test samples with ideal states")
@@ -83,24 +84,25 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice
         clf_info["ideal"] = _clf_info(clf)
         acc["ideal"] = _protocol(clf, X_te, y_te, labels, len(y_tr))
         acc["transfer"] = (_protocol(clf, X_ts, y_ts, labels, len(y_tr)) if X_ts is not None
-                           else _na("no test sample with SPICE states"))
-    if not spice_train:
-        acc["retrained"] = _na("needs SPICE states of the training split: rerun with --spice-train")
+                           else _na(f"no test sample with {engine} states"))
+    if not circuit_train:
+        acc["retrained"] = _na(f"needs {engine} states of the training split: rerun with --circuit-train")
     else:
-        X_sr, y_sr = _stack(train, "spice")
+        X_sr, y_sr = _stack(train, "circuit")
         if X_sr is None or np.unique(y_sr).size < 2 or X_ts is None:
-            acc["retrained"] = _na("not enough training/test samples with SPICE states")
+            acc["retrained"] = _na(f"not enough training/test samples with {engine} states")
         else:
             clf = _readout(readout, len(y_sr)).fit(X_sr, y_sr)
             clf_info["retrained"] = _clf_info(clf)
             acc["retrained"] = _protocol(clf, X_ts, y_ts, labels, len(y_sr))
 
-    sim_ok = [r for r in records if r.spice is not None and not r.error]
+    sim_ok = [r for r in records if r.circuit is not None and not r.error]
     nr = np.array([r.nrmse for r in sim_ok])
     failures = [{"key": r.key, "split": r.split, "index": r.index, "error": r.error}
                 for r in records if r.error]
     return {
         "cimspice_report": REPORT_FORMAT,
+        "engine": engine,
         "readout": {"kind": readout, **clf_info},
         "classes": class_names or [str(c) for c in labels],
         "chance": 1.0 / len(labels),
@@ -110,12 +112,12 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", spice
                   "median": float(np.median(nr)) if nr.size else None,
                   "n": int(nr.size),
                   "per_sample": {r.key: r.nrmse for r in sim_ok}},
-        "spice_time_s_total": float(sum(r.spice_time_s for r in records)),
+        "engine_time_s_total": float(sum(r.engine_time_s for r in records)),
         "n_samples": {"train": len(train), "test": len(test),
                       "simulated": int(sum(r.simulated for r in records)),
                       "failed": len(failures)},
         "failures": failures,
-        "trace_sample": next((r.key for r in test if r.spice is not None and not r.error), None),
+        "trace_sample": next((r.key for r in test if r.circuit is not None and not r.error), None),
     }
 
 
@@ -146,13 +148,15 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         a = acc[p]
         detail = f" ({a['n_test']} test, {a['n_train']} train)" if a["accuracy"] is not None else \
             f" ({a.get('note', '')})"
-        rows.append((_TITLES[p], _pct(a["accuracy"]) + detail))
+        rows.append((_TITLES[p].format(engine=report.get("engine", "ngspice")),
+                     _pct(a["accuracy"]) + detail))
     rows.append(("chance level", _pct(report["chance"])))
     nr = report["nrmse"]
     rows.append(("state NRMSE mean / max",
                  "n/a" if nr["mean"] is None else f"{100 * nr['mean']:.3g} % / {100 * nr['max']:.3g} % "
                                                    f"({nr['n']} samples)"))
-    rows.append(("ngspice time (total)", f"{report['spice_time_s_total']:.1f} s"))
+    rows.append((f"{report.get('engine', 'ngspice')} time (total)",
+                 f"{report['engine_time_s_total']:.1f} s"))
     t = report.get("timing", {})
     sps = t.get("samples_per_s")
     rows.append(("throughput", "n/a (nothing simulated)" if not sps else

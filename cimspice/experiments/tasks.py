@@ -47,13 +47,14 @@ class SampleTask:
     config_toml: str
     model: dict               # SSMParams fields: B (N, C_in), taus (K,), groups (N,), C, D
     mapping: dict             # CircuitMapping fields (arrays and scalars)
-    spice: bool               # run ngspice (else ideal states only)
+    simulate: bool            # run the engine (else ideal states only)
     keep_waveforms: bool = False  # store the dense w traces (one sample per run, for plots)
+    engine: str = "ngspice"   # engines.registry name
 
 
 @dataclass(frozen=True)
 class SampleOutcome:
-    """What :func:`run_sample` returns: the prepared sample and its SPICE run (each None when
+    """What :func:`run_sample` returns: the prepared sample and its engine run (each None when
     the sample failed before it), the hardware it ran on, and ``error`` ('' or a one-line
     ``'<Type>: message'``)."""
 
@@ -70,8 +71,8 @@ class SampleOutcome:
         return float(self.sim.nrmse) if self.sim is not None else float("nan")
 
     @property
-    def spice_time_s(self) -> float:
-        return float(self.sim.spice_time_s) if self.sim is not None else 0.0
+    def engine_time_s(self) -> float:
+        return float(self.sim.engine_time_s) if self.sim is not None else 0.0
 
 
 def task_key(split: str, index: int) -> str:
@@ -80,10 +81,10 @@ def task_key(split: str, index: int) -> str:
 
 
 def make_tasks(ds, chosen: dict, cfg, model: SSMParams, mapping: CircuitMapping, *,
-               spice_train: bool) -> list[SampleTask]:
+               circuit_train: bool, engine: str = "ngspice") -> list[SampleTask]:
     """One task per selected sample, test split first (each in dataset order). Test samples
-    are simulated (training samples too with ``spice_train``); the first test sample keeps
-    its dense waveforms for the trajectory plot."""
+    are simulated on ``engine`` (training samples too with ``circuit_train``); the first test
+    sample keeps its dense waveforms for the trajectory plot."""
     toml = cfg.to_toml()
     m_arr = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
     map_arr = {f.name: getattr(mapping, f.name) for f in dataclasses.fields(mapping)}
@@ -95,13 +96,13 @@ def make_tasks(ds, chosen: dict, cfg, model: SSMParams, mapping: CircuitMapping,
                 key=task_key(split, i), split=split, index=i, label=int(ds.labels[i]),
                 events=s.events, sensor_size=tuple(s.sensor_size), source=str(ds.source),
                 config_toml=toml, model=m_arr, mapping=map_arr,
-                spice=split == "test" or spice_train,
-                keep_waveforms=split == "test" and i == chosen["test"][0]))
+                simulate=split == "test" or circuit_train,
+                keep_waveforms=split == "test" and i == chosen["test"][0], engine=engine))
     return tasks
 
 
 def run_sample(task: SampleTask) -> SampleOutcome:
-    """Ideal (and SPICE) states of one sample; writes nothing and never raises for a failing
+    """Ideal (and circuit) states of one sample; writes nothing and never raises for a failing
     sample (its error is part of the outcome)."""
     t0 = time.perf_counter()
     model = mapping = prep = sim = None
@@ -112,10 +113,11 @@ def run_sample(task: SampleTask) -> SampleOutcome:
         mapping = CircuitMapping(**task.mapping)
         sample = EventSample(task.events, tuple(task.sensor_size), task.label, task.source)
         prep = build(sample, cfg, model=model, mapping=mapping)
-        if task.spice:
-            sim = simulate(prep, keep_waveforms=task.keep_waveforms)
-            if not np.all(np.isfinite(sim.spice)):
-                error = "NonFiniteStates: SPICE states contain NaN/inf (check [device] mode and gains)"
+        if task.simulate:
+            sim = simulate(prep, engine=task.engine, keep_waveforms=task.keep_waveforms)
+            if not np.all(np.isfinite(sim.circuit)):
+                error = (f"NonFiniteStates: {task.engine} states contain NaN/inf (check [device] mode "
+                         f"and gains)")
     except Exception as exc:  # a failing sample is data for the report, not a crash
         error = one_line(exc)
     return SampleOutcome(key=task.key, model=model, mapping=mapping, prep=prep, sim=sim,
@@ -135,7 +137,7 @@ def sample_result(outcome: SampleOutcome, task: SampleTask, config_digest: str) 
     attrs = {"key": task.key, "split": task.split, "index": task.index,
              "config": task.config_toml, "config_digest": config_digest,
              "seed": config_from_toml(task.config_toml).ssm.seed, "source": task.source,
-             "error": outcome.error, "simulated": bool(task.spice),
+             "error": outcome.error, "simulated": bool(task.simulate),
              "ngspice_version": outcome.sim.ngspice_version if outcome.sim is not None else ""}
     return assemble_result(outcome.prep, outcome.sim, model=outcome.model, mapping=outcome.mapping,
                            label=task.label, attrs=attrs, wall_time_s=outcome.wall_time_s)
@@ -148,12 +150,12 @@ def write_sample(path: Path, outcome: SampleOutcome, task: SampleTask, config_di
 
 def run_and_write(job: tuple) -> dict:
     """Worker entry, ``job = (task, path, config_digest)``: run one task, write its file and
-    return a small summary (key, error, nrmse, spice_time_s)."""
+    return a small summary (key, error, nrmse, engine_time_s)."""
     task, path, digest = job
     outcome = run_sample(task)
     write_sample(Path(path), outcome, task, digest)
     return {"key": task.key, "error": outcome.error, "nrmse": outcome.nrmse,
-            "spice_time_s": outcome.spice_time_s}
+            "engine_time_s": outcome.engine_time_s}
 
 
 @dataclass
@@ -165,13 +167,14 @@ class SampleRecord:
     index: int
     label: int
     ideal: np.ndarray | None     # (M, N)
-    spice: np.ndarray | None     # (M, N)
+    circuit: np.ndarray | None   # (M, N) states from the engine
     nrmse: float
-    spice_time_s: float
+    engine_time_s: float
     error: str
     simulated: bool
     config_digest: str
     ngspice_version: str
+    engine: str = ""
 
 
 def read_sample(path: Path) -> SampleRecord:
@@ -179,15 +182,15 @@ def read_sample(path: Path) -> SampleRecord:
     r = read_result(path)
     a = r.attrs
     ideal = r.ideal[0] if r.ideal.size else None
-    spice = r.spice[0] if r.spice is not None else None
+    circuit = r.circuit[0] if r.circuit is not None else None
     return SampleRecord(
         key=str(a.get("key", Path(path).stem)), split=str(a.get("split", "")),
         index=int(a.get("index", -1)),
-        label=int(r.labels[0]) if r.labels is not None else -1, ideal=ideal, spice=spice,
+        label=int(r.labels[0]) if r.labels is not None else -1, ideal=ideal, circuit=circuit,
         nrmse=float(r.metrics.get("state_nrmse", float("nan"))),
-        spice_time_s=float(r.metrics.get("spice_time_s", 0.0)), error=str(a.get("error", "")),
+        engine_time_s=float(r.metrics.get("engine_time_s", 0.0)), error=str(a.get("error", "")),
         simulated=bool(a.get("simulated", False)), config_digest=str(a.get("config_digest", "")),
-        ngspice_version=str(a.get("ngspice_version", "")))
+        ngspice_version=str(a.get("ngspice_version", "")), engine=str(a.get("engine", "")))
 
 
 def is_done(path: Path, task: SampleTask, config_digest: str, retry_failed: bool) -> bool:
@@ -200,9 +203,11 @@ def is_done(path: Path, task: SampleTask, config_digest: str, retry_failed: bool
         return False  # unreadable (e.g. written by an older version): recompute it
     if rec.config_digest != config_digest:
         return False
+    if task.simulate and rec.simulated and rec.engine and rec.engine != task.engine:
+        return False   # a run never mixes engines
     if rec.error:
-        return not retry_failed and (rec.simulated or not task.spice)
-    return rec.ideal is not None and (rec.spice is not None or not task.spice)
+        return not retry_failed and (rec.simulated or not task.simulate)
+    return rec.ideal is not None and (rec.circuit is not None or not task.simulate)
 
 
 def collect(run_dir: Path, chosen: dict) -> list[SampleRecord]:

@@ -1,4 +1,4 @@
-"""Worker processes for SPICE tasks: a pool that survives killed workers, signals, progress.
+"""Worker processes for engine tasks: a pool that survives killed workers, signals, progress.
 
 :class:`WorkerSet` runs a top-level function on jobs across spawned processes, one private
 pipe and one job in flight per worker. Ctrl-C is the main process's business (workers ignore

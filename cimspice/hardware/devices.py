@@ -53,19 +53,21 @@ class VMemParams:
 
     Defaults and why:
     - ``tau = 20 ms``: WOx short-term-memory devices relax in ~1-100 ms (Chang et al. 2011,
-      ACS Nano 5:7669; Du et al. 2017, Nat. Commun. 8:2204); 20 ms sits inside the 5-200 ms
-      decay-group range of the SSM (DESIGN section 3).
+      ACS Nano 5:7669; Du et al. 2017, Nat. Commun. 8:2204); 20 ms lies between the default
+      decay constants of the SSM, 10 and 40 ms (docs/design.md, "The model").
     - ``w_rest = w0 = 0``: the device rests in its low-conductance state; crossbar decks
       start every device at rest (the natural zero-bias DC solution).
-    - ``g_on = 100 uS``, ``g_off = 1 uS``: the 1-100 uS conductance window of DESIGN 3.
+    - ``g_on = 100 uS``, ``g_off = 1 uS``: the 1-100 uS conductance window of the crossbar
+      cells, g_min..g_max (docs/design.md, "The circuit").
     - ``mode = 'linear'``, ``k = 1000 1/(V s)``: a 0.1 V drive for 100 us writes
       dw = k*V*t = 0.01, so ~50 such pulses stay below w ~ 0.5 before decay.
     - ``vs = 20 mV``: rectifier / threshold smoothing; f(0.1 V) differs from k*0.1 V by
       5e-5 relative, and the sinh threshold is fully closed (< 1e-12) at a 0.2 V read.
     - ``lam = 2e4 1/s``, ``eta = 3 1/V``, ``vth = 0.5 V`` (sinh mode; the Chang/Du form,
       values chosen, not fitted): a 1 V x 1 us pulse from w = 0 with the window on gives
-      dw = 1 - exp(-lam*sinh(3)*1us) = 0.18, a 1.2 V pulse ~0.31 -- the 0.1-0.4 range of
-      the DESIGN section 4 prototype; a 0.2 V read writes at < 1e-8 of 1/tau.
+      dw = 1 - exp(-lam*sinh(3)*1us) = 0.18, a 1.2 V pulse ~0.31 -- a moderate write of
+      0.1-0.4 per pulse, the drive of the ``pulses_sinh`` golden case (docs/design.md,
+      "Validation"); a 0.2 V read writes at < 1e-8 of 1/tau.
     - ``window = False``: the linear mode is then an exact leaky integrator (the SSM);
       turn it on to keep w <= 1 under strong drive (sinh mode).
     - ``read_nl = 0``: ohmic read.

@@ -33,7 +33,7 @@ from .devices import VMemParams, f_write
 
 @dataclass(frozen=True)
 class CircuitMapping:
-    """Everything the netlist needs, plus what maps SPICE states back to SSM units.
+    """Everything the netlist needs, plus what maps device states back to SSM units.
 
     Arrays are indexed ``[row, state]`` for conductances and ``[state]`` otherwise.
     """

@@ -2,14 +2,16 @@
 
 Layout::
 
-    /                attrs: cimspice_version, ngspice_version, created, config (TOML), seed, source
+    /                attrs: cimspice_version, engine, simulator_version, ngspice_version, created,
+                     config (TOML), seed, source
     /events          the pulse schedule: t (pulse start, s), c (input row), u (amplitude), width (s)
     /sample_times    (M,) s
-    /states/ideal    (S, M, N)      /states/spice (S, M, N) when simulated
+    /states/ideal    (S, M, N)      /states/circuit (S, M, N) when simulated, by the engine named
+                     in the root attribute ``engine`` (files of 0.1.0: /states/spice, still read)
     /waveforms/...   optional traces (time, w+ and w- per state), compressed
     /model/B, taus, groups, G_plus, G_minus, G_rram_plus, G_rram_minus, r_tia, gains
     /labels          (S,) when known
-    /metrics         attrs: state_nrmse, wall_time_s, spice_time_s, n_events, ...
+    /metrics         attrs: state_nrmse, wall_time_s, engine_time_s, n_events, ...
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Result:
 
     sample_times: np.ndarray
     ideal: np.ndarray                    # (S, M, N)
-    spice: np.ndarray | None = None      # (S, M, N)
+    circuit: np.ndarray | None = None    # (S, M, N) states from the engine in attrs['engine']
     events: dict | None = None           # {'t','c','u'} arrays
     model: dict = field(default_factory=dict)
     labels: np.ndarray | None = None
@@ -57,8 +59,8 @@ def write_result(path: str | Path, result: Result) -> None:
             f.create_dataset("sample_times", data=np.asarray(result.sample_times, dtype=float))
             st = f.create_group("states")
             st.create_dataset("ideal", data=np.asarray(result.ideal, dtype=float))
-            if result.spice is not None:
-                st.create_dataset("spice", data=np.asarray(result.spice, dtype=float))
+            if result.circuit is not None:
+                st.create_dataset("circuit", data=np.asarray(result.circuit, dtype=float))
             if result.waveforms:
                 wg = f.create_group("waveforms")
                 for k, v in result.waveforms.items():
@@ -76,6 +78,14 @@ def write_result(path: str | Path, result: Result) -> None:
                 met.attrs[k] = v
 
 
+def _metrics(f) -> dict:
+    """The metrics attributes; a 0.1.0 file's ``spice_time_s`` is read as ``engine_time_s``."""
+    met = dict(f["metrics"].attrs) if "metrics" in f else {}
+    if "spice_time_s" in met:
+        met.setdefault("engine_time_s", met.pop("spice_time_s"))
+    return met
+
+
 def read_result(path: str | Path) -> Result:
     """Read a result file written by :func:`write_result`."""
     path = Path(path)
@@ -89,11 +99,11 @@ def read_result(path: str | Path) -> Result:
         res = Result(
             sample_times=f["sample_times"][()],
             ideal=f["states/ideal"][()],
-            spice=f["states/spice"][()] if "spice" in f["states"] else None,
+            circuit=next((f["states"][k][()] for k in ("circuit", "spice") if k in f["states"]), None),
             events={k: f["events"][k][()] for k in f["events"]} if "events" in f else None,
             model={**{k: f["model"][k][()] for k in f["model"]}, **dict(f["model"].attrs)} if "model" in f else {},
             labels=f["labels"][()] if "labels" in f else None,
-            metrics=dict(f["metrics"].attrs) if "metrics" in f else {},
+            metrics=_metrics(f),
             attrs=dict(f.attrs),
             waveforms={k: f["waveforms"][k][()] for k in f["waveforms"]} if "waveforms" in f else {},
         )
