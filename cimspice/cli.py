@@ -22,7 +22,7 @@ from .experiments.report import summary_table
 from .io.event_files import load_events
 from .io.files import check_output_path, write_text_atomic
 from .io.results import write_result
-from .pipeline import assemble_result, build, calibration_for_file
+from .pipeline import assemble_result, build, calibration_for_file, nrmse
 from .pipeline import simulate as run_engine  # the command function is also named simulate
 
 
@@ -214,6 +214,8 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
                f"headroom {m.headroom:.2f}")
     click.echo(f"{res.engine:13s} {res.version}, {res.engine_time_s:.2f} s (wall {res.wall_time_s:.2f} s)")
     click.echo(f"state NRMSE   {res.nrmse * 100:.3f} % vs ideal '{cfg.ssm.method}' SSM")
+    click.echo(f"schedule      {nrmse(prep.ideal, prep.software) * 100:.3f} % NRMSE, ideal '{cfg.ssm.method}' "
+               f"SSM vs software reference (dirac on the raw events)")
     click.echo(f"wrote         {output}")
 
 

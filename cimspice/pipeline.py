@@ -31,7 +31,7 @@ from .events import EventDataset, EventSample
 from .hardware.mapping import CircuitMapping, calibrate_gains, map_ssm, states_from_w
 from .io.event_files import load_dataset
 from .io.results import Result
-from .schedule import PulseSchedule, schedule_sample
+from .schedule import PulseSchedule, schedule_sample, software_schedule
 from .ssm import SSMParams, default_sample_times, load_ssm, random_ssm, simulate_ssm
 
 
@@ -134,6 +134,7 @@ class Prepared:
     label: int | None = None
     weights: str = ""                 # weights file the model came from ('' = seeded random)
     title: str = "cimspice SSM layer"
+    software: np.ndarray | None = None  # (M, N) software reference: dirac SSM on the raw events
 
     @cached_property
     def _deck(self) -> tuple[str, DeckInfo]:
@@ -174,9 +175,11 @@ def build(sample: EventSample, cfg: Config | None = None, *, weights=None, model
         mapping = program(model, cfg, calibration if calibration else [schedule],
                           record=calibration_record)
     source = str(sample.source)
-    return prepare(schedule, model, mapping, cfg, source=source, label=sample.label,
+    prep = prepare(schedule, model, mapping, cfg, source=source, label=sample.label,
                    weights="" if weights is None else str(weights),
                    title=f"cimspice SSM layer: {Path(source).name}")
+    software = simulate_ssm(model, software_schedule(sample, cfg), prep.sample_times, method="dirac")
+    return replace(prep, software=software)
 
 
 @dataclass(frozen=True)
@@ -244,14 +247,17 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
     model = prep.model if prep is not None else model
     mapping = prep.mapping if prep is not None else mapping
     label = prep.label if prep is not None and label is None else label
-    events, times, ideal, metrics = None, np.zeros(0), np.zeros((1, 0, 0)), {}
+    events, times, ideal, metrics, software = None, np.zeros(0), np.zeros((1, 0, 0)), {}, None
     run_attrs = {"cimspice": __version__}
     if prep is not None:
         sch = prep.schedule
         events = {"t": sch.t_on, "c": sch.row, "u": sch.amplitude, "width": sch.width}
         times, ideal = prep.sample_times, prep.ideal[None]
+        software = None if prep.software is None else prep.software[None]
         metrics = {"n_events": sch.n_events, "n_pulses": sch.n_pulses, "n_merged": sch.n_merged,
                    "n_dropped": sch.n_dropped, "headroom": mapping.headroom}
+        if prep.software is not None:   # what the schedule (merging, pulse width) costs
+            metrics["schedule_nrmse"] = nrmse(prep.ideal, prep.software)
         run_attrs.update(config=prep.cfg.to_toml(), seed=prep.cfg.ssm.seed, source=prep.source)
     waveforms = {}
     metrics.update(state_nrmse=float("nan"), engine_time_s=0.0)
@@ -273,7 +279,8 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
         model_group.update(G_plus=mapping.g_plus, G_minus=mapping.g_minus,
                            G_rram_plus=mapping.g_rram_plus, G_rram_minus=mapping.g_rram_minus,
                            r_tia=mapping.r_tia, gains=mapping.gains, gain_method=mapping.gain_method)
-    return Result(sample_times=times, ideal=ideal, circuit=None if sim is None else sim.circuit[None],
+    return Result(sample_times=times, ideal=ideal, software=software,
+                  circuit=None if sim is None else sim.circuit[None],
                   events=events, model=model_group,
                   labels=None if label is None else np.array([label]), metrics=metrics,
                   attrs={**run_attrs, **(attrs or {})}, waveforms=waveforms)

@@ -230,8 +230,9 @@ def n_input_rows(sensor_size: tuple, cfg: Config) -> int:
     return size[0] * max(pol, 1)
 
 
-def schedule_sample(sample: EventSample, cfg: Config) -> PulseSchedule:
-    """Event sample -> input channels -> pulse schedule (the [events] section)."""
+def input_events(sample: EventSample, cfg: Config) -> tuple[np.ndarray, np.ndarray, int]:
+    """Event sample -> input rows: ``(t_us, row, n_rows)`` after pooling, the refractory filter
+    and polarity handling (the [events] section); the events both schedules start from."""
     e = cfg.events
     s = sample
     if len(s.sensor_size) >= 2 and s.sensor_size[1] > 1 and e.pool > 1:
@@ -242,6 +243,27 @@ def schedule_sample(sample: EventSample, cfg: Config) -> PulseSchedule:
     if len(t_us) == 0:
         raise InputError(f"{sample.source}: field 't': no events left after filtering; "
                          "lower [events] refractory_us or pick another sample")
+    return t_us, c, n_rows
+
+
+def software_schedule(sample: EventSample, cfg: Config) -> PulseSchedule:
+    """The software reference's input: every event of the same input rows as its own unit
+    impulse at its own time (``t_us * 1e-6 * time_scale``): no merging, no pulse-edge delay.
+    Simulated with the ``dirac`` method it is what a model trainer (EventSSM) computes."""
+    t_us, c, n_rows = input_events(sample, cfg)
+    e = cfg.events
+    t = t_us.astype(np.float64) * 1e-6 * float(e.time_scale)
+    order = np.lexsort((c, t))
+    n = t.size
+    return PulseSchedule(row=c[order], t_on=t[order], width=np.full(n, e.t_p), amplitude=np.ones(n),
+                         n_rows=n_rows, t_p=e.t_p, t_rise=0.0, min_gap=0.0, duration=float(t.max()),
+                         n_events=n)
+
+
+def schedule_sample(sample: EventSample, cfg: Config) -> PulseSchedule:
+    """Event sample -> input channels -> pulse schedule (the [events] section)."""
+    e = cfg.events
+    t_us, c, n_rows = input_events(sample, cfg)
     return make_schedule(t_us, c, n_rows, t_p=e.t_p, t_rise=e.t_rise, min_gap=e.min_gap,
                          merge=e.merge, time_scale=e.time_scale,
                          t_end=e.t_end_us if e.t_end_us > 0 else None)

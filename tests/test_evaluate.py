@@ -155,7 +155,11 @@ def test_report_numbers_recomputed_from_sample_files(run_a):
 
     a_ideal = rep["readout"]["ideal"]["alpha"]
     a_re = rep["readout"]["retrained"]["alpha"]
-    expect = {"ideal": (sk_predict(Xtr, ytr, Xte, a_ideal), yte),
+    soft = load_states(run_dir, "software")
+    SWtr, swytr = xy(soft, "train")
+    SWte, swyte = xy(soft, "test")
+    expect = {"software": (sk_predict(SWtr, swytr, SWte, rep["readout"]["software"]["alpha"]), swyte),
+              "ideal": (sk_predict(Xtr, ytr, Xte, a_ideal), yte),
               "transfer": (sk_predict(Xtr, ytr, Sxte, a_ideal), syte),
               "retrained": (sk_predict(Sxtr, ytr, Sxte, a_re), syte)}
     n_classes = len(rep["classes"])
@@ -166,6 +170,8 @@ def test_report_numbers_recomputed_from_sample_files(run_a):
         np.add.at(cm, (y, pred), 1)
         assert np.array_equal(np.array(got["confusion"]), cm)
         assert got["n_test"] == 4 and got["n_train"] == 8
+        keys = sorted(k for k in ideal if k.startswith("test"))
+        assert got["predicted"] == {k: int(v) for k, v in zip(keys, pred)}   # paired statistics
 
     nr = {k: float(np.sqrt(np.mean((spice[k][0] - ideal[k][0]) ** 2)) /
                  np.sqrt(np.mean(ideal[k][0] ** 2))) for k in spice}
@@ -183,7 +189,7 @@ def test_report_numbers_recomputed_from_sample_files(run_a):
         assert (run_dir / name).read_bytes()[:8] == PNG_MAGIC
     md = (run_dir / "report.md").read_text()
     assert "ideal accuracy" in md and "retrained" in md
-    for line in ("ideal accuracy", "transfer accuracy (ngspice)", "retrained accuracy (ngspice)",
+    for line in ("software accuracy", "ideal accuracy", "transfer accuracy (ngspice)", "retrained accuracy (ngspice)",
                  "state NRMSE mean / max"):
         assert line in res.output
     manifest = json.loads((run_dir / "manifest.json").read_text())

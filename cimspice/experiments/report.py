@@ -1,6 +1,8 @@
 """The evaluation report: a pure function of the sample records, then report.json, .md, PNGs.
 
-Accuracy protocols: ``ideal`` (readout trained and tested on ideal states), ``transfer`` (the
+Accuracy protocols: ``software`` (readout trained and tested on the software reference: the
+``dirac`` SSM on the raw, un-merged events, what a model trainer computes), ``ideal`` (readout
+trained and tested on ideal states: the pulse SSM on the schedule), ``transfer`` (the
 same readout applied to the circuit's test states, from the run's engine), ``retrained``
 (readout trained on circuit training states, needs ``circuit_train``; otherwise n/a). Because the report is
 computed from the sample files alone, a resumed run's report equals an uninterrupted one
@@ -24,10 +26,11 @@ from ..readout import accuracy, confusion_matrix, make_readout
 from .plots import report_plots
 from .tasks import SampleRecord
 
-PROTOCOLS = ("ideal", "transfer", "retrained")
-_TITLES = {"ideal": "ideal accuracy", "transfer": "transfer accuracy ({engine})",
+PROTOCOLS = ("software", "ideal", "transfer", "retrained")
+_TITLES = {"software": "software accuracy", "ideal": "ideal accuracy",
+           "transfer": "transfer accuracy ({engine})",
            "retrained": "retrained accuracy ({engine})"}
-REPORT_FORMAT = 2   # 2: states from a named engine ('engine', 'engine_time_s_total')
+REPORT_FORMAT = 3   # 2: states from a named engine; 3: 'software' protocol, per-sample predictions
 
 
 # ------------------------------------------------------------------------------------------
@@ -35,17 +38,34 @@ REPORT_FORMAT = 2   # 2: states from a named engine ('engine', 'engine_time_s_to
 # ------------------------------------------------------------------------------------------
 
 def _stack(recs, attr):
-    # A sample whose engine run failed still has valid ideal states (they come first).
-    ok = [r for r in recs if getattr(r, attr) is not None and (attr == "ideal" or not r.error)]
+    """(X (S, M*N), labels (S,), keys) of the records holding ``attr`` states."""
+    # A sample whose engine run failed still has valid model states (they come first).
+    ok = [r for r in recs if getattr(r, attr) is not None
+          and (attr in ("ideal", "software") or not r.error)]
     if not ok:
-        return None, None
-    return np.stack([getattr(r, attr) for r in ok]), np.array([r.label for r in ok])
+        return None, None, []
+    return (np.stack([getattr(r, attr) for r in ok]), np.array([r.label for r in ok]),
+            [r.key for r in ok])
 
 
-def _protocol(clf, X_test, y_test, labels, n_train) -> dict:
+def _protocol(clf, X_test, y_test, keys, labels, n_train) -> dict:
+    """Accuracy, confusion and each test sample's prediction (for paired statistics)."""
     pred = clf.predict(X_test)
     return {"accuracy": accuracy(y_test, pred), "n_train": int(n_train), "n_test": int(len(y_test)),
-            "confusion": confusion_matrix(y_test, pred, labels=labels).tolist()}
+            "confusion": confusion_matrix(y_test, pred, labels=labels).tolist(),
+            "predicted": {k: int(p) for k, p in zip(keys, pred)}}
+
+
+def _fit_and_score(kind: str, train_recs, test_recs, attr_train: str, attr_test: str, labels):
+    """Readout trained on ``attr_train`` states, scored on ``attr_test`` states; (result, clf)."""
+    X_tr, y_tr, _ = _stack(train_recs, attr_train)
+    X_te, y_te, keys = _stack(test_recs, attr_test)
+    if X_tr is None or np.unique(y_tr).size < 2:
+        return _na(f"not enough training samples with {attr_train} states"), None
+    if X_te is None:
+        return _na(f"no test sample with {attr_test} states"), None
+    clf = _readout(kind, len(y_tr)).fit(X_tr, y_tr)
+    return _protocol(clf, X_te, y_te, keys, labels, len(y_tr)), clf
 
 
 def _na(reason: str) -> dict:
@@ -67,34 +87,28 @@ def _clf_info(clf) -> dict:
 def compute_report(records: list[SampleRecord], *, readout: str = "ridge", circuit_train: bool = False,
                    engine: str = "ngspice", n_classes: int | None = None,
                    class_names: list | None = None) -> dict:
-    """Accuracies of the three protocols, NRMSE statistics, failures (pure function of records)."""
+    """Accuracies of the four protocols, NRMSE statistics, failures (pure function of records)."""
     train = [r for r in records if r.split == "train"]
     test = [r for r in records if r.split == "test"]
     labels = np.arange(n_classes if n_classes else 1 + max(r.label for r in records))
-    acc = {}
-    X_tr, y_tr = _stack(train, "ideal")
-    X_te, y_te = _stack(test, "ideal")
-    X_ts, y_ts = _stack(test, "circuit")
-    clf_info = {}
-    if X_tr is None or np.unique(y_tr).size < 2 or X_te is None:
-        acc["ideal"] = _na("not enough training/test samples with ideal states")
+    acc, clf_info = {}, {}
+    acc["software"], clf = _fit_and_score(readout, train, test, "software", "software", labels)
+    if clf is not None:
+        clf_info["software"] = _clf_info(clf)
+    acc["ideal"], clf = _fit_and_score(readout, train, test, "ideal", "ideal", labels)
+    if clf is None:
         acc["transfer"] = _na("no ideal readout")
     else:
-        clf = _readout(readout, len(y_tr)).fit(X_tr, y_tr)
         clf_info["ideal"] = _clf_info(clf)
-        acc["ideal"] = _protocol(clf, X_te, y_te, labels, len(y_tr))
-        acc["transfer"] = (_protocol(clf, X_ts, y_ts, labels, len(y_tr)) if X_ts is not None
-                           else _na(f"no test sample with {engine} states"))
+        X_ts, y_ts, keys = _stack(test, "circuit")
+        acc["transfer"] = (_protocol(clf, X_ts, y_ts, keys, labels, acc["ideal"]["n_train"])
+                           if X_ts is not None else _na(f"no test sample with {engine} states"))
     if not circuit_train:
         acc["retrained"] = _na(f"needs {engine} states of the training split: rerun with --circuit-train")
     else:
-        X_sr, y_sr = _stack(train, "circuit")
-        if X_sr is None or np.unique(y_sr).size < 2 or X_ts is None:
-            acc["retrained"] = _na(f"not enough training/test samples with {engine} states")
-        else:
-            clf = _readout(readout, len(y_sr)).fit(X_sr, y_sr)
+        acc["retrained"], clf = _fit_and_score(readout, train, test, "circuit", "circuit", labels)
+        if clf is not None:
             clf_info["retrained"] = _clf_info(clf)
-            acc["retrained"] = _protocol(clf, X_ts, y_ts, labels, len(y_sr))
 
     sim_ok = [r for r in records if r.circuit is not None and not r.error]
     nr = np.array([r.nrmse for r in sim_ok])
@@ -117,6 +131,7 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", circu
                       "simulated": int(sum(r.simulated for r in records)),
                       "failed": len(failures)},
         "failures": failures,
+        "test_labels": {r.key: int(r.label) for r in test},
         "trace_sample": next((r.key for r in test if r.circuit is not None and not r.error), None),
     }
 

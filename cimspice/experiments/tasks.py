@@ -168,6 +168,7 @@ class SampleRecord:
     label: int
     ideal: np.ndarray | None     # (M, N)
     circuit: np.ndarray | None   # (M, N) states from the engine
+    software: np.ndarray | None  # (M, N) software reference (dirac on the raw events)
     nrmse: float
     engine_time_s: float
     error: str
@@ -187,6 +188,7 @@ def read_sample(path: Path) -> SampleRecord:
         key=str(a.get("key", Path(path).stem)), split=str(a.get("split", "")),
         index=int(a.get("index", -1)),
         label=int(r.labels[0]) if r.labels is not None else -1, ideal=ideal, circuit=circuit,
+        software=r.software[0] if r.software is not None and r.software.size else None,
         nrmse=float(r.metrics.get("state_nrmse", float("nan"))),
         engine_time_s=float(r.metrics.get("engine_time_s", 0.0)), error=str(a.get("error", "")),
         simulated=bool(a.get("simulated", False)), config_digest=str(a.get("config_digest", "")),

@@ -6,6 +6,7 @@ Layout::
                      config (TOML), seed, source
     /events          the pulse schedule: t (pulse start, s), c (input row), u (amplitude), width (s)
     /sample_times    (M,) s
+    /states/software (S, M, N)      software reference: dirac SSM on the raw events (no merging)
     /states/ideal    (S, M, N)      /states/circuit (S, M, N) when simulated, by the engine named
                      in the root attribute ``engine`` (files of 0.1.0: /states/spice, still read)
     /waveforms/...   optional traces (time, w+ and w- per state), compressed
@@ -36,6 +37,7 @@ class Result:
     sample_times: np.ndarray
     ideal: np.ndarray                    # (S, M, N)
     circuit: np.ndarray | None = None    # (S, M, N) states from the engine in attrs['engine']
+    software: np.ndarray | None = None   # (S, M, N) software reference (dirac, raw events)
     events: dict | None = None           # {'t','c','u'} arrays
     model: dict = field(default_factory=dict)
     labels: np.ndarray | None = None
@@ -59,6 +61,8 @@ def write_result(path: str | Path, result: Result) -> None:
             f.create_dataset("sample_times", data=np.asarray(result.sample_times, dtype=float))
             st = f.create_group("states")
             st.create_dataset("ideal", data=np.asarray(result.ideal, dtype=float))
+            if result.software is not None:
+                st.create_dataset("software", data=np.asarray(result.software, dtype=float))
             if result.circuit is not None:
                 st.create_dataset("circuit", data=np.asarray(result.circuit, dtype=float))
             if result.waveforms:
@@ -100,6 +104,7 @@ def read_result(path: str | Path) -> Result:
             sample_times=f["sample_times"][()],
             ideal=f["states/ideal"][()],
             circuit=next((f["states"][k][()] for k in ("circuit", "spice") if k in f["states"]), None),
+            software=f["states/software"][()] if "software" in f["states"] else None,
             events={k: f["events"][k][()] for k in f["events"]} if "events" in f else None,
             model={**{k: f["model"][k][()] for k in f["model"]}, **dict(f["model"].attrs)} if "model" in f else {},
             labels=f["labels"][()] if "labels" in f else None,
