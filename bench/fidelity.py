@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Fidelity of the simulated hardware on every built-in dataset (figures quoted in the README).
 
-For each dataset and circuit configuration: ideal accuracy, SPICE accuracy with the readout
-trained on ideal states (transfer) and retrained on SPICE states, and the state NRMSE. Runs
-`cimspice evaluate` (the same code path as a user's run) with --circuit-train.
+For each dataset and circuit configuration: software accuracy (dirac SSM on the raw events),
+ideal accuracy (pulse SSM on the schedule), circuit accuracy with the readout trained on ideal
+states (transfer) and retrained on circuit states, the gaps between them with paired 95 %
+confidence intervals (the same test samples under both protocols: d_i = correct_a - correct_b,
+mean +- 1.96 sd / sqrt(n)), and the state NRMSE. Runs `cimspice evaluate` (the same code path as
+a user's run) with --circuit-train on the chosen engine.
 
 Configurations:
   ideal-parts  linear write, no window, transistors deep in triode (V_g = 5 V), no wire
@@ -14,12 +17,14 @@ Configurations:
 
     python bench/fidelity.py                 # all datasets, n = 96 samples each (72 train / 24 test)
     python bench/fidelity.py --n 48 --datasets dvs-bars
+    python bench/fidelity.py --engine twin --n 4000     # 1000 test samples per dataset
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -42,6 +47,7 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="keep run directories here")
+    ap.add_argument("--engine", default="ngspice", help="engine of the circuit runs")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,7 +60,7 @@ def main() -> None:
                 run = base / f"{ds}-{name}"
                 cmd = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", ds, "--n", str(a.n),
                        "--seed", str(a.seed), "--circuit-train", "--no-plots", "-c", str(cfg), "-o", str(run),
-                       "--force"]
+                       "--force", "--engine", a.engine]
                 if a.jobs:
                     cmd += ["--jobs", str(a.jobs)]
                 t0 = time.perf_counter()
@@ -64,25 +70,39 @@ def main() -> None:
                 rows.append((ds, name, rep, wall))
                 print(f"done {ds} {name} in {wall:.0f} s", file=sys.stderr, flush=True)
 
-    def acc(rep, key):
-        v = rep["accuracy"][key]
-        v = v.get("accuracy") if isinstance(v, dict) else v
-        return "n/a" if v is None else f"{100 * v:.1f}"
-
-    print(f"{'dataset':13s} {'config':12s} {'chance':>6s} {'ideal':>6s} {'transfer':>8s} {'retrained':>9s} "
-          f"{'gap pp':>6s} {'NRMSE mean':>10s} {'NRMSE max':>9s} {'wall s':>6s}")
+    print(f"{'dataset':13s} {'config':12s} {'chance':>6s} {'softw.':>6s} {'ideal':>6s} {'transfer':>8s} "
+          f"{'retrained':>9s} {'NRMSE mean':>10s} {'NRMSE max':>9s} {'wall s':>6s}")
     for ds, name, rep, wall in rows:
-        ideal = rep["accuracy"]["ideal"]
-        tr = rep["accuracy"]["transfer"]
-        iv = ideal.get("accuracy") if isinstance(ideal, dict) else ideal
-        tv = tr.get("accuracy") if isinstance(tr, dict) else tr
-        gap = "n/a" if iv is None or tv is None else f"{100 * (iv - tv):.1f}"
-        chance = 100.0 * rep["chance"]
-        print(f"{ds:13s} {name:12s} {chance:6.1f} {acc(rep, 'ideal'):>6s} {acc(rep, 'transfer'):>8s} "
-              f"{acc(rep, 'retrained'):>9s} {gap:>6s} {100 * rep['nrmse']['mean']:>9.3f}% "
+        acc = {p: rep["accuracy"][p]["accuracy"] for p in ("software", "ideal", "transfer", "retrained")}
+        f = {p: "n/a" if v is None else f"{100 * v:.1f}" for p, v in acc.items()}
+        print(f"{ds:13s} {name:12s} {100 * rep['chance']:6.1f} {f['software']:>6s} {f['ideal']:>6s} "
+              f"{f['transfer']:>8s} {f['retrained']:>9s} {100 * rep['nrmse']['mean']:>9.3f}% "
               f"{100 * rep['nrmse']['max']:>8.3f}% {wall:>6.0f}")
-    print(f"\n(n = {a.n} samples per dataset, seed {a.seed}; accuracies in %, gap = ideal - transfer)")
+    print("\ngaps in pp, paired 95 % CI over the same test samples (positive = accuracy lost):")
+    print(f"{'dataset':13s} {'config':12s} {'n test':>6s} {'software-ideal':>16s} {'ideal-transfer':>16s} "
+          f"{'ideal-retrained':>16s}")
+    for ds, name, rep, wall in rows:
+        gaps = [paired_gap(rep, p, q) for p, q in (("software", "ideal"), ("ideal", "transfer"),
+                                                  ("ideal", "retrained"))]
+        n = rep["accuracy"]["ideal"]["n_test"]
+        print(f"{ds:13s} {name:12s} {n:>6d} " + " ".join(f"{g:>16s}" for g in gaps))
+    print(f"\n(n = {a.n} samples per dataset, seed {a.seed}, engine {a.engine}; accuracies in %)")
 
+
+def paired_gap(rep: dict, a: str, b: str) -> str:
+    """Accuracy of protocol a minus b, in pp, with a paired normal 95 % CI, over the test samples
+    both protocols scored (from the report's per-sample predictions)."""
+    pa, pb = rep["accuracy"][a].get("predicted"), rep["accuracy"][b].get("predicted")
+    if not pa or not pb:
+        return "n/a"
+    labels = rep["test_labels"]
+    keys = sorted(set(pa) & set(pb))
+    d = [float(pa[k] == labels[k]) - float(pb[k] == labels[k]) for k in keys]
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else 0.0
+    half = 1.96 * sd / math.sqrt(n)
+    return f"{100 * mean:+.1f} +- {100 * half:.1f}"
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ from . import validate as val
 from .config import load_config
 from .engines.registry import DEFAULT_ENGINE, ENGINES, doctor_report, get_engine
 from .text import safe_text
-from .errors import CimspiceError
+from .errors import CimspiceError, InputError
 from .events import event_stats
 from .experiments import evaluate as evaluation
 from .experiments.plots import plot_result_file
@@ -187,7 +187,8 @@ def build_netlist(events_file, index, config, weights, sort, output):
 
 _engine_option = click.option(
     "--engine", "-e", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True,
-    help="Engine that simulates the circuit (ngspice is the truth; vacask the cross-check).")
+    help="Engine that simulates the circuit: ngspice (the truth), vacask (the cross-check), "
+         "twin (exact NumPy twin of the same circuit, >= 1000x faster).")
 
 
 @main.command()
@@ -200,7 +201,11 @@ _engine_option = click.option(
 def simulate(events_file, index, config, weights, sort, engine, output, deck, waveforms):
     """Simulate one event sample on an engine and compare its states with the ideal SSM."""
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
-    get_engine(engine).check(cfg)   # an option the engine cannot do: refused before any work
+    eng = get_engine(engine)
+    eng.check(cfg)   # an option the engine cannot do: refused before any work
+    if waveforms and not eng.dense_waveforms:
+        raise InputError(f"--waveforms: the {engine} engine computes the states at the sample times "
+                         f"only (no dense traces); drop --waveforms or use --engine ngspice")
     prep = _build(sample, cfg, weights, calibration)
     check_output_path(output)  # fail early on an unwritable output, before the engine runs
     if deck:

@@ -475,3 +475,29 @@ def test_simulate_index_reproduces_evaluate_sample(tiny, run_a, tmp_path, has_sp
         np.testing.assert_array_equal(mine.ideal, theirs.ideal)
         np.testing.assert_array_equal(mine.circuit, theirs.circuit)
         np.testing.assert_array_equal(mine.model["gains"], theirs.model["gains"])
+
+
+def test_twin_engine_run_matches_ngspice_run_and_never_mixes(tiny, run_a, tmp_path):
+    """evaluate --engine twin on the reference run's dataset and config: identical ideal and
+    software states, circuit states within 0.5 % NRMSE of ngspice's sample by sample, the same
+    accuracies (4 test samples: one sample is 25 pp), the engine named in the report; the run
+    directory then refuses ngspice samples (a run never mixes engines)."""
+    out = tmp_path / "twin"
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
+              "--circuit-train", "--engine", "twin", "--no-plots", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    assert "transfer accuracy (twin)" in res.output and "SPICE" not in res.output
+    rep, ref = report(out), report(run_a[0])
+    assert rep["engine"] == "twin" and ref["engine"] == "ngspice"
+    for p in PROTOCOLS:
+        assert abs(rep["accuracy"][p]["accuracy"] - ref["accuracy"][p]["accuracy"]) <= 0.25 + 1e-12
+    twin_states, ng_states = load_states(out, "circuit"), load_states(run_a[0], "circuit")
+    for kind in ("ideal", "software"):
+        a, b = load_states(out, kind), load_states(run_a[0], kind)
+        assert all(np.array_equal(a[k][0], b[k][0]) for k in a)
+    for k, (x, _) in twin_states.items():
+        ng = ng_states[k][0]
+        assert np.sqrt(np.mean((x - ng) ** 2)) / np.sqrt(np.mean(ng ** 2)) <= 5e-3, k
+    again = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
+                "--circuit-train", "--engine", "ngspice", "--no-plots", "-o", out)
+    assert one_line_error(again).count("engine twin") == 1

@@ -20,7 +20,7 @@ from ..config import Config
 class EngineRun:
     """One finished engine run: device states at the sample times and the run's figures."""
 
-    engine: str                # 'ngspice' | 'vacask'
+    engine: str                # 'ngspice' | 'vacask' | 'twin'
     w_plus: np.ndarray         # (M, N) w of the + device of each pair at the sample times
     w_minus: np.ndarray        # (M, N)
     version: str               # simulator version
@@ -31,6 +31,7 @@ class EngineRun:
 
 class Engine(Protocol):
     name: str
+    dense_waveforms: bool      # can keep dense w traces (keep_waveforms) besides the sample times
 
     def check(self, cfg: Config) -> None:
         """Raise a one-line ConfigError for an option this engine cannot simulate exactly."""

@@ -211,6 +211,7 @@ class NgspiceEngine:
     """ngspice on the prepared deck (the default engine and the truth)."""
 
     name = "ngspice"
+    dense_waveforms = True
 
     def check(self, cfg: Config) -> None:
         """ngspice simulates every option of the deck."""

@@ -6,10 +6,11 @@ import os
 
 from ..errors import InputError, NgspiceNotFound
 from .base import Engine
-from .ngspice import NgspiceEngine, ngspice_has_osdi, version_of, find_ngspice
-from .vacask import VacaskEngine, vacask_version, vacask_binaries
+from .ngspice import NgspiceEngine, find_ngspice, ngspice_has_osdi, version_of
+from .twin import TwinEngine
+from .vacask import VacaskEngine, vacask_binaries, vacask_version
 
-ENGINES: dict[str, Engine] = {e.name: e for e in (NgspiceEngine(), VacaskEngine())}
+ENGINES: dict[str, Engine] = {e.name: e for e in (NgspiceEngine(), VacaskEngine(), TwinEngine())}
 DEFAULT_ENGINE = "ngspice"
 
 

@@ -134,7 +134,7 @@ def write_manifest(run_dir: Path, manifest: dict) -> None:
 
 
 def check_run_dir(run_dir: Path, identity: dict, force: bool) -> None:
-    """Refuse to mix samples made from another config / dataset / weights (unless force,
+    """Refuse to mix samples made from another config / dataset / weights / engine (unless force,
     which deletes the old sample files)."""
     old = read_manifest(run_dir)
     samples = Path(run_dir) / "samples"
@@ -149,6 +149,11 @@ def check_run_dir(run_dir: Path, identity: dict, force: bool) -> None:
                 raise InputError(f"{run_dir}: made with another {what} ({key} {old.get(key)} != "
                                  f"{identity[key]}); use another -o directory or --force to "
                                  f"discard its samples")
+        old_engine = old.get("engine", "ngspice")   # 0.1.0 manifests: ngspice runs
+        if old_engine != identity["engine"] and not force:
+            raise InputError(f"{run_dir}: made with engine {old_engine}, not {identity['engine']} (a run "
+                             f"never mixes engines); use another -o directory or --force to discard "
+                             f"its samples")
         if old.get("dataset", {}).get("digest") != identity["dataset"]["digest"] and not force:
             raise InputError(f"{run_dir}: made with another dataset ({old.get('dataset', {}).get('path')}); "
                              f"use another -o directory or --force to discard its samples")

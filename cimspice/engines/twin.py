@@ -1,0 +1,544 @@
+"""Circuit twin: an exact event-driven NumPy engine of the cimspice SSM-layer deck.
+
+It reproduces what ngspice computes for the deck of ``cimspice.netlist.build_deck`` (rows =
+PWL trapezoids, 1T1R / 1R crossbar to 0 V sense sources, ideal write drivers
+``V_n = R_n (I_n+ - I_n-)`` (optionally ``v_clamp tanh(./v_clamp)``), two volatile state devices
+per state seeing +V_n and -V_n), without a circuit simulator:
+
+* the global time axis is cut at every PWL corner and every sample time; inside a segment
+  every row voltage is constant or linear in time;
+* the crossbar has no capacitance, so the column currents are an algebraic function of the row
+  voltages. With ideal wires rows superpose (each column is a virtual ground): closed form for
+  1R cells, exact vectorised Newton solves of the 1T1R cells (the values at every full level and
+  at the quadrature nodes of a full edge are cached per mapping). With wire resistance: the
+  exact linear transfer matrix (1R, linear RRAM) or a batched fixed-point nodal solve
+  (non-linear cells) of every distinct row-voltage vector;
+* on a flat segment the drive is constant and each device's ODE (linear in w) has the exact
+  exponential solution; on a ramp segment the integrating-factor solution
+  ``w(t1) = e^{-A} w0 + int b(s) e^{-(A(t1)-A(s))} ds`` is evaluated with composite
+  Gauss-Legendre quadrature (A at the nodes from the Gauss collocation integration matrix);
+* every segment is then an affine map ``w -> alpha w + beta``; the maps are chained with a
+  blocked log-domain prefix scan (no per-segment Python loop), in chunks of segments so that the
+  memory does not grow with the stream length.
+
+Public API: :func:`run_twin`, :func:`check_supported`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from .. import __version__
+from ..config import Config
+from ..errors import ConfigError, InputError
+from ..hardware.mapping import CircuitMapping, vmem_params
+from ..schedule import PulseSchedule
+from .base import EngineRun
+from .twin_crossbar import Crossbar
+
+
+__all__ = ["run_twin", "check_supported"]
+
+# quadrature on ramp segments: S equal sub-intervals x Q Gauss-Legendre nodes
+_RAMP_SUB = 2            # (sinh write: more nodes, see run_twin)
+_RAMP_Q = 4
+_ARRAY_BYTES = 120_000   # target size of the largest temporaries: numpy arrays above glibc's
+                        # 128 kB mmap threshold page-fault on every allocation (~4x slower)
+_BLOCK_DECAY = 600.0     # max decay exponent inside one scan block (exp overflow guard)
+
+
+# =================================================================================================
+# support check
+# =================================================================================================
+
+# Every configuration key the twin knows, by section. Keys of the first group change the deck
+# only through the mapping / schedule the twin receives (or not at all for w); keys of the second
+# group are implemented by the twin. A key not listed here (a newer cimspice) must keep its default.
+_KNOWN_KEYS = {
+    "events": {"pool", "split_polarity", "refractory_us", "time_scale", "t_p", "t_rise",
+               "min_gap", "merge", "t_end_us"},
+    "ssm": {"n_states", "taus", "init", "seed", "n_samples", "method"},
+    "device": {"mode", "window", "w_rest", "g_on", "g_off", "k", "vs", "lam", "eta", "vth",
+               "read_nl"},
+    "circuit": {"g_min", "g_max", "levels", "v_in", "access", "v_gate", "compensate_access",
+                "r_wire", "rram_read_nl", "w_max", "v_clamp", "n_calibration", "topology"},
+    "sim": {"reltol", "abstol", "vntol", "method", "maxstep_per_tau", "timeout",
+            "save_currents"},
+}
+# Largest [sim] reltol at which ngspice's own time-step error stays below 0.5 % state NRMSE
+# (twin as reference; ngspice converges to the twin as reltol -> 0: 8e-5 at reltol 1e-7).
+# Measured on dvs-bars samples 0-7, worst sample: linear write 3.4e-4 at reltol 1e-4 and at
+# 1e-2; sinh write 3.7e-4 at 1e-4; sinh write + window 5.3e-3 at 1e-4 (sample 7), 2.8e-3 at
+# 3e-5, 1.5e-3 at 1e-5 (sample 0: 3.0e-3 at 1e-4, 1.2e-2 at 1e-3, 2.2e-2 at 1e-2).
+_RELTOL_MAX = {("linear", False): 1e-2, ("linear", True): 1e-2,
+               ("sinh", False): 1e-4, ("sinh", True): 1e-5}
+_VNTOL_MAX = 1e-6
+_R_WIRE_MAX = 100.0      # ohm; fixed point of the non-linear wired solve converges (16x16 array
+                         # all rows at 0.2 V: 5 ohm 2 ms, 100 ohm 8 ms; 200 ohm diverges)
+_ABSTOL_MAX = 1e-9
+
+
+def _default_of(f):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()                     # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+_SUPPORTED: set = set()                     # configurations already checked (hashable ones)
+
+
+def check_supported(cfg: Config) -> None:
+    """Raise ConfigError (one line naming the key and the fix) for any option the twin cannot
+    reproduce within 0.5 % state NRMSE of ngspice; return None when the configuration is
+    supported. Unknown keys (newer cimspice) are refused unless they keep their default."""
+
+    if os.environ.get("CIMSPICE_DEVICE_DIR"):
+        raise ConfigError("twin: $CIMSPICE_DEVICE_DIR overrides the device model files; the twin "
+                          "implements the shipped vmem.lib / cell_1t1r.lib only; fix: unset "
+                          "CIMSPICE_DEVICE_DIR or simulate with ngspice")
+    try:
+        if cfg in _SUPPORTED:
+            return
+    except TypeError:                                   # unhashable: check every time
+        _check_config_keys(cfg)
+        return
+    _check_config_keys(cfg)
+    if len(_SUPPORTED) > 256:
+        _SUPPORTED.clear()
+    _SUPPORTED.add(cfg)
+
+
+def _check_config_keys(cfg: Config) -> None:
+
+    for section in dataclasses.fields(cfg):
+        sec = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(sec):
+            continue
+        known = _KNOWN_KEYS.get(section.name, set())
+        for f in dataclasses.fields(sec):
+            if f.name in known:
+                continue
+            value, default = getattr(sec, f.name), _default_of(f)
+            if value != default:
+                raise ConfigError(f"twin: [{section.name}] {f.name} = {value!r}: not modelled by "
+                                  f"the circuit twin; fix: keep the default {default!r} or "
+                                  f"simulate with ngspice")
+    c, d, s = cfg.circuit, cfg.device, cfg.sim
+    topo = getattr(c, "topology", "state")
+    if topo != "state":
+        raise ConfigError(f"twin: [circuit] topology = {topo!r}: the twin models the 'state' "
+                          f"topology only; fix: set topology = 'state' or simulate with ngspice")
+    if d.mode not in ("linear", "sinh"):
+        raise ConfigError(f"twin: [device] mode = {d.mode!r}: unknown write mode; fix: use "
+                          f"'linear' or 'sinh'")
+    if c.access not in ("nmos", "none"):
+        raise ConfigError(f"twin: [circuit] access = {c.access!r}: unknown access device; fix: "
+                          f"use 'nmos' or 'none'")
+    lim = _RELTOL_MAX[(d.mode, bool(d.window))]
+    if s.reltol > lim:
+        what = f"{d.mode} write" + (" + window" if d.window else "")
+        raise ConfigError(f"twin: [sim] reltol = {s.reltol:g}: with the {what} ngspice's own "
+                          f"time-step error exceeds 0.5 % (the twin is exact), so the twin "
+                          f"cannot match ngspice; fix: set reltol <= {lim:g}")
+    if s.vntol > _VNTOL_MAX:
+        raise ConfigError(f"twin: [sim] vntol = {s.vntol:g}: ngspice's state-node tolerance is too "
+                          f"loose to be matched within 0.5 %; fix: set vntol <= {_VNTOL_MAX:g}")
+    if s.abstol > _ABSTOL_MAX:
+        raise ConfigError(f"twin: [sim] abstol = {s.abstol:g}: ngspice's current tolerance is too "
+                          f"loose to be matched within 0.5 %; fix: set abstol <= {_ABSTOL_MAX:g}")
+    if c.r_wire > _R_WIRE_MAX and (c.access != "none" or c.rram_read_nl > 0):
+        raise ConfigError(f"twin: [circuit] r_wire = {c.r_wire:g} ohm: the twin's wired-crossbar "
+                          f"solve (non-linear cells) is validated up to {_R_WIRE_MAX:g} ohm; fix: "
+                          f"set r_wire <= {_R_WIRE_MAX:g} or access = 'none' with "
+                          f"rram_read_nl = 0, or simulate with ngspice")
+
+
+
+# =================================================================================================
+# events -> segments
+# =================================================================================================
+
+def _corners(schedule: PulseSchedule):
+    """Corner times of every pulse's trapezoid, exactly as netlist.pwl_points writes them."""
+    h = schedule.t_rise / 2.0
+    t0, w = np.asarray(schedule.t_on, float), np.asarray(schedule.width, float)
+    return t0 - h, t0 + h, t0 + w - h, t0 + w + h
+
+
+# =================================================================================================
+# device integration
+# =================================================================================================
+
+_RULES: dict = {}
+
+
+def _gl_rule(S, Q):
+    """Composite Gauss-Legendre nodes x (S*Q,) in (0, 1), weights, and the per-sub-interval
+    collocation integration matrix Cm[q, m] = int_0^{c_q} l_m (in sub-interval units)."""
+    hit = _RULES.get((S, Q))
+    if hit is not None:
+        return hit
+    c, wq = np.polynomial.legendre.leggauss(Q)
+    c, wq = (c + 1) / 2, wq / 2
+    # Lagrange basis integrals: solve Vandermonde for monomial coefficients
+    V = np.vander(c, Q, increasing=True)            # V[q, p] = c_q^p
+    Vinv = np.linalg.inv(V)                          # l_m(x) = sum_p Vinv[p, m] x^p
+    p = np.arange(Q)
+    Cm = (c[:, None] ** (p[None] + 1) / (p[None] + 1)) @ Vinv   # (q, m)
+    x = ((np.arange(S)[:, None] + c[None]) / S).ravel()
+    _RULES[(S, Q)] = (x, c, wq, Cm, S, Q, np.tile(wq, S))
+    return _RULES[(S, Q)]
+
+
+_VMEM_CACHE: dict = {}
+
+
+def _vmem(device_section, cfg, tau):
+    """vmem_params(cfg, tau), cached by the (frozen, hashable) [device] section."""
+    try:
+        hit = _VMEM_CACHE.get(device_section)
+    except TypeError:                            # unhashable section: no cache
+        return vmem_params(cfg, tau)
+    if hit is None:
+        if len(_VMEM_CACHE) > 64:
+            _VMEM_CACHE.clear()
+        hit = _VMEM_CACHE[device_section] = vmem_params(cfg, tau)
+    return hit
+
+
+class _Devices:
+    """The 2N state devices (+ devices first, then -) and the N write drivers.
+
+    Arrays are laid out device-first: (2N, ...) so that the long segment axis is innermost."""
+
+    def __init__(self, mapping: CircuitMapping, cfg: Config):
+        tau = np.asarray(mapping.tau, float)
+        self.p = _vmem(cfg.device, cfg, float(tau[0]))   # f(V) depends on [device] keys only
+        self.inv_tau = np.concatenate([1.0 / tau, 1.0 / tau])       # (2N,)
+        self.w_rest = float(cfg.device.w_rest)
+        self.win = 1.0 if cfg.device.window else 0.0
+        self.r_tia = np.asarray(mapping.r_tia, float)
+        self.v_clamp = float(cfg.circuit.v_clamp)
+
+    def drive(self, I):
+        """Driver voltage V_n (N, ...) from the column-pair current I_n (N, ...)."""
+        x = I * self.r_tia.reshape((-1,) + (1,) * (I.ndim - 1))
+        if self.v_clamp > 0:
+            x = self.v_clamp * np.tanh(x / self.v_clamp)
+        return x
+
+    def f_pm(self, V):
+        """Write drive f(V) of the + devices and f(-V) of the - devices -> (2N, ...).
+
+        Same formula as cimspice.devices.f_write (a test checks it), sharing sinh/tanh between
+        the two devices of a pair."""
+        p, N = self.p, V.shape[0]
+        f = np.empty((2 * N,) + V.shape[1:])
+        if p.mode == "linear":
+            kv = (0.5 * p.k) * V
+            t = np.tanh(V * (1.0 / p.vs))
+            np.multiply(kv, 1.0 + t, out=f[:N])
+            np.multiply(kv, t - 1.0, out=f[N:])
+        else:
+            s = (0.5 * p.lam) * np.sinh(p.eta * V)
+            np.multiply(s, 1.0 + np.tanh((V - p.vth) / p.vs), out=f[:N])
+            np.multiply(-s, 1.0 + np.tanh((-V - p.vth) / p.vs), out=f[N:])
+        return f
+
+
+def _col(x, nd):
+    return x.reshape((-1,) + (1,) * (nd - 1))
+
+
+def _flat_maps(dev: _Devices, V, dt):
+    """Exact affine maps (A = -log alpha, beta), each (2N, K), for constant drive V (N, K)
+    held for dt (K,): w(dt) = w_inf + (w0 - w_inf) e^{-a dt}, a = 1/tau + win f, w_inf = b/a."""
+    f = dev.f_pm(V)
+    it = _col(dev.inv_tau, 2)
+    if not dev.win:                                # a = 1/tau: w_inf = w_rest + tau f
+        A = it * dt
+        return A, (dev.w_rest + f / it) * -np.expm1(-A)
+    a = it + f
+    A = a * dt
+    w_inf = (dev.w_rest * it + f) / a
+    beta = w_inf * -np.expm1(-A)
+    return A, beta
+
+
+def _ramp_maps(dev: _Devices, Vn, dt, rule):
+    """Affine maps (A, beta) (2N, K) over ramp segments from the drive Vn (N, S*Q, K) at the
+    composite Gauss-Legendre nodes: w(dt) = e^{-A} w0 + beta with A = int a,
+    beta = int b(s) e^{-(A(dt) - A(s))} ds; A at the nodes from the Gauss collocation
+    integration matrix (exact when a is constant, i.e. window off)."""
+    x, c, wq, Cm, S, Q, wS = rule                             # wS: weights of all S*Q nodes
+    K = dt.size
+    h = dt / S                                                # (K,)
+    if dev.win == 0.0 and dev.p.mode == "linear":
+        # a = 1/tau for both devices; f(+-V) = (+-kV + kV tanh(V/vs))/2, so the pair needs
+        # two weighted sums per state: P = int kV/2 e, Q = int kV tanh/2 e (+ w_rest part)
+        N = Vn.shape[0]
+        itn = _col(dev.inv_tau[:N], 3)
+        e = np.exp(-(itn * (1.0 - x)[None, :, None]) * dt)   # (N, SQ, K) = e^{-(dt - s)/tau}
+        e *= (wS[:, None] * h)[None]                          # quadrature weights folded in
+        kv = (0.5 * dev.p.k) * Vn
+        P = np.einsum("nqk,nqk->nk", kv, e)
+        Qs = np.einsum("nqk,nqk->nk", kv * np.tanh(Vn * (1.0 / dev.p.vs)), e)
+        rest = dev.w_rest * -np.expm1(-np.outer(dev.inv_tau[:N], dt))   # w_rest (1 - e^{-dt/tau})
+        A = np.outer(dev.inv_tau, dt)
+        return A, np.concatenate([Qs + P + rest, Qs - P + rest])
+    f = dev.f_pm(Vn)                                          # (D, SQ, K)
+    D = f.shape[0]
+    it = _col(dev.inv_tau, 3)
+    b = f + dev.w_rest * it
+    if dev.win == 0.0:
+        A = np.outer(dev.inv_tau, dt)                         # (D, K)
+        N = D // 2                                            # e^{-(dt - s)/tau}: same for +/-
+        e = np.exp(-(_col(dev.inv_tau[:N], 3) * (1.0 - x)[None, :, None]) * dt)   # (N, SQ, K)
+        b[:N] *= e
+        b[N:] *= e
+        beta = np.matmul(wS, b) * h
+        return A, beta
+    a = (f + it).reshape(D, S, Q, K)
+    A_sub = np.matmul(wq, a) * h                              # (D, S, K)
+    A_in = np.matmul(Cm, a) * h                               # (D, S, Q, K)
+    cumA = np.cumsum(A_sub, axis=1) - A_sub                   # before each sub-interval
+    A_tot = A_sub.sum(axis=1)                                 # (D, K)
+    e = np.exp(-(A_tot[:, None, None, :] - cumA[:, :, None, :] - A_in)).reshape(D, S * Q, K)
+    beta = np.matmul(wS, b * e) * h
+    return A_tot, beta
+
+
+def _scan(A, beta, w0, want, C=None):
+    """Chain w_{k+1} = exp(-A_k) w_k + beta_k (A, beta: (D, K)) from w0 (D,).
+
+    Returns (w after the maps listed in ``want`` (sorted indices, (D, len)), w after the last).
+    Closed form of the chain: w_k = e^{-C_k} (w0 + sum_{j<k} beta_j e^{C_{j+1}}), C the running
+    sum of A (``C`` may be passed precomputed). Blocked: inside a block the accumulated decay
+    stays below _BLOCK_DECAY so exp() cannot overflow; a single segment with a larger decay is
+    applied directly. The inner sums are taken only between the wanted indices (reduceat)."""
+    D, K = A.shape
+    got = np.empty((D, want.size))
+    if C is None:
+        C = np.cumsum(A, axis=1)
+    w = w0.copy()
+    start = 0
+    while start < K:
+        base = C[:, start - 1] if start > 0 else np.zeros(D)
+        if start == 0 and C[:, -1].max() <= _BLOCK_DECAY:
+            n = K                                              # the usual case: one block
+        else:
+            M = np.maximum.accumulate(np.max(C[:, start:] - base[:, None], axis=0))
+            n = max(1, int(np.searchsorted(M, _BLOCK_DECAY, side="right")))
+        lo, hi = np.searchsorted(want, [start, start + n])
+        sel = want[lo:hi] - start
+        if n == 1:
+            w = np.exp(-A[:, start]) * w + beta[:, start]
+            got[:, lo:hi] = w[:, None]
+        else:
+            rel = C[:, start:start + n] - base[:, None]
+            terms = beta[:, start:start + n] * np.exp(rel)
+            ends = np.r_[sel, n - 1]                           # sorted, maybe repeated
+            keep = np.r_[ends[1:] != ends[:-1], True]
+            inv = np.cumsum(keep) - keep                       # index of each end in ends[keep]
+            ends = ends[keep]
+            starts = np.r_[0, ends[:-1] + 1]
+            S = np.cumsum(np.add.reduceat(terms, starts, axis=1), axis=1)   # sums to each end
+            Sw = S[:, inv[:-1]]
+            got[:, lo:hi] = np.exp(-rel[:, sel]) * (w[:, None] + Sw)
+            w = np.exp(-rel[:, -1]) * (w + S[:, -1])
+        start += n
+    return got, w
+
+
+# =================================================================================================
+# engine
+# =================================================================================================
+
+def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
+             sample_times) -> dict:
+    """State-device values at ``sample_times`` (M,) s for the deck build_deck(mapping, schedule,
+    cfg) describes: ``{"w_plus": (M, N), "w_minus": (M, N)}`` (same meaning as
+    ``pipeline.simulate(prep).w_plus / .w_minus``). Times after the stream end read the end
+    value (as the raw-file interpolation does); t <= 0 reads w_rest. Raises ConfigError (see
+    :func:`check_supported`) for configurations the twin does not reproduce.
+    """
+    check_supported(cfg)
+    st = np.asarray(sample_times, float).ravel()
+    N, R = mapping.n_states, mapping.n_inputs
+    if schedule.n_rows != R:
+        raise InputError(f"schedule: field 'n_rows': {schedule.n_rows} rows but the mapping has {R} "
+                         f"inputs; fix: build the mapping and the schedule from the same [events] config")
+    tstop = float(schedule.duration)
+    dev = _Devices(mapping, cfg)
+    amp = np.asarray(schedule.amplitude, float) * float(mapping.v_in)
+    rows_p = np.asarray(schedule.row, np.int64)
+    xbar = Crossbar(mapping, cfg)
+    # sinh write: the soft threshold tanh((V - vth)/vs) is crossed within an edge: 6 nodes per
+    # sub-interval (dvs-bars state error 5e-6 instead of 3e-5); with the window w can also relax
+    # within one edge (a*t_rise ~ 1): 4 sub-intervals (1 V single-row drive: 7e-7 on w instead
+    # of 4e-5 with 2 x 4)
+    if dev.p.mode == "sinh" and dev.win:
+        rule = _gl_rule(2 * _RAMP_SUB, _RAMP_Q)
+    elif dev.p.mode == "sinh":
+        rule = _gl_rule(_RAMP_SUB, _RAMP_Q + 2)
+    else:
+        rule = _gl_rule(_RAMP_SUB, _RAMP_Q)
+    x_nodes = rule[0]
+    SQ = x_nodes.size
+
+    # level tables: H at each full level, and at the nodes of a full rising / falling edge
+    if amp.size and np.all(amp == amp[0]):           # usual: one pulse amplitude
+        levels, lv_p = amp[:1].copy(), np.zeros(amp.size, np.int64)
+    else:
+        levels, lv_p = np.unique(amp, return_inverse=True)
+    if xbar.separable:
+        Hlev, Hramp = xbar.level_tables(levels, x_nodes)
+
+    # global time axis: every PWL corner, every sample time, 0 and the stream end
+    tA, tB, tC, tD = _corners(schedule)
+    st_c = np.clip(st, 0.0, tstop)
+    T = np.unique(np.concatenate([[0.0, tstop], tA, tB, tC, tD, st_c[st_c > 0]]))
+    K = T.size - 1
+    i0, i1, i2, i3 = (np.searchsorted(T, t) for t in (tA, tB, tC, tD))
+    order = np.argsort(i0, kind="stable")                # pulses by first segment
+    i0s = i0[order]
+    span = int(np.max(i3 - i0)) if i3.size else 0
+
+    # sample i reads the state after segment s_idx[i] - 1 (s_idx = 0: the initial state);
+    # samples are processed in time order and put back in the caller's order at the end
+    s_ord = np.argsort(st_c, kind="stable")
+    s_idx = np.searchsorted(T, st_c[s_ord])
+    out = np.full((2 * N, st.size), dev.w_rest)
+    w = np.full(2 * N, dev.w_rest)
+    chunk = max(64, _ARRAY_BYTES // (16 * N))            # (2N, chunk) float arrays
+    lean = dev.win == 0.0 and dev.p.mode == "linear"     # ramp maps use (N, SQ, .) arrays only
+    rblock = max(16, _ARRAY_BYTES // ((8 if lean else 16) * N * SQ))
+    for k0 in range(0, K, chunk):
+        k1 = min(K, k0 + chunk)
+        nk = k1 - k0
+        # --- (segment, pulse) entries of the pulses touching segments [k0, k1)
+        lo = np.searchsorted(i0s, k0 - span, side="left")
+        hi = np.searchsorted(i0s, k1, side="left")
+        cand = order[lo:hi]
+        cand = cand[i3[cand] > k0]
+        a_ = np.maximum(i0[cand], k0)
+        cnt = np.minimum(i3[cand], k1) - a_
+        pe = np.repeat(cand, cnt)
+        ke = np.repeat(a_ - np.cumsum(cnt) + cnt, cnt) + np.arange(int(cnt.sum()))
+        # trapezoid level at both ends of each entry's segment; exact 0 / 1 on the corners
+        # because T holds the corner times bit for bit ((tB - tA)/(tB - tA) == 1)
+        rise, fall = ke < i1[pe], ke >= i2[pe]
+        tAe, tDe = tA[pe], tD[pe]
+        up_d, dn_d = tB[pe] - tAe, tDe - tC[pe]
+        Tk, Tk1 = T[ke], T[ke + 1]
+        th0 = np.where(rise, (Tk - tAe) / up_d, np.where(fall, (tDe - Tk) / dn_d, 1.0))
+        th1 = np.where(rise, (Tk1 - tAe) / up_d, np.where(fall, (tDe - Tk1) / dn_d, 1.0))
+        re, lve = rows_p[pe], lv_p[pe]
+        is_ramp_e = rise | fall
+        seg = ke - k0
+        dt = T[k0 + 1:k1 + 1] - T[k0:k1]
+        ramp_seg = np.zeros(nk, bool)
+        ramp_seg[seg[is_ramp_e]] = True
+        flat_seg = ~ramp_seg
+
+        # --- column-pair currents: flat entries sit at theta = 1 (constant per segment)
+        fl = ~is_ramp_e
+        if xbar.separable:
+            sf = seg[fl]
+            if levels.size == 1:                  # active-row mask (a row is in one pulse at a time)
+                act = np.zeros((nk, R))
+                act[sf, re[fl]] = 1.0
+                I0 = (act @ Hlev[0]).T                              # (N, nk)
+            else:
+                hv = Hlev[lve[fl], re[fl]]                          # (Ef, N)
+                I0 = np.stack([np.bincount(sf, weights=hv[:, n], minlength=nk) for n in range(N)])
+        else:
+            U0 = np.zeros((nk, R))
+            np.add.at(U0, (seg[fl], re[fl]), amp[pe[fl]])
+            I0 = np.zeros((N, nk))
+        A = np.empty((2 * N, nk))
+        beta = np.empty((2 * N, nk))
+        if not xbar.separable:
+            I0[:, flat_seg] = xbar.net.currents(U0[flat_seg]).T
+        A[:, flat_seg], beta[:, flat_seg] = _flat_maps(dev, dev.drive(I0[:, flat_seg]), dt[flat_seg])
+        if ramp_seg.any():
+            kr = np.flatnonzero(ramp_seg)
+            pos = np.full(nk, -1)
+            pos[kr] = np.arange(kr.size)
+            er = np.flatnonzero(is_ramp_e)
+            er = er[np.argsort(pos[seg[er]], kind="stable")]      # ramp entries by segment
+            pe_r = pos[seg[er]]
+            if not xbar.separable:
+                vnode = amp[pe[er], None] * (th0[er, None] + (th1[er] - th0[er])[:, None]
+                                             * x_nodes[None])                # (Er, SQ)
+                bounds = np.searchsorted(pe_r, np.arange(0, kr.size + rblock, rblock))
+                for j, b0 in enumerate(range(0, kr.size, rblock)):
+                    b1 = min(kr.size, b0 + rblock)
+                    e0, e1 = bounds[j], bounds[j + 1]
+                    kb = kr[b0:b1]
+                    Un = np.repeat(U0[kb][:, None, :], SQ, axis=1)        # (B, SQ, R)
+                    np.add.at(Un, (pe_r[e0:e1] - b0, slice(None), re[er[e0:e1]]), vnode[e0:e1])
+                    In = xbar.net.currents(Un.reshape(-1, R)).reshape(b1 - b0, SQ, N)
+                    A[:, kb], beta[:, kb] = _ramp_maps(dev, dev.drive(In.transpose(2, 1, 0)),
+                                                       dt[kb], rule)
+            else:
+                t0e, t1e = th0[er], th1[er]
+                up = (t0e == 0.0) & (t1e == 1.0)
+                dn = (t0e == 1.0) & (t1e == 0.0)
+                Hn = Hramp[lve[er], re[er], dn.astype(np.int64)]           # (Er, N, SQ)
+                part = ~(up | dn)
+                if part.any():                                          # edges cut by other corners
+                    ep = er[part]
+                    vnode = (amp[pe[ep], None] * (th0[ep, None] + (th1[ep] - th0[ep])[:, None]
+                                                  * x_nodes[None]))
+                    hp = xbar.H(np.repeat(re[ep], SQ), vnode.ravel()).reshape(ep.size, SQ, N)
+                    Hn[part] = hp.transpose(0, 2, 1)
+                Hn = Hn.reshape(er.size, N * SQ)
+                bounds = np.searchsorted(pe_r, np.arange(0, kr.size + rblock, rblock))
+                first = np.r_[True, pe_r[1:] != pe_r[:-1]]     # one ramp entry per segment?
+                single = er.size == kr.size                    # then pe_r == arange(kr.size)
+                for j, b0 in enumerate(range(0, kr.size, rblock)):
+                    b1 = min(kr.size, b0 + rblock)
+                    e0, e1 = bounds[j], bounds[j + 1]
+                    if single:
+                        In = Hn[e0:e1]
+                    else:
+                        # entries are sorted by segment and every ramp segment has one: the
+                        # first entry of each segment, in order, is that segment's row
+                        fj, hj = first[e0:e1], Hn[e0:e1]
+                        In = hj[fj]
+                        if not fj.all():                           # overlapping edges: add
+                            np.add.at(In, pe_r[e0:e1][~fj] - b0, hj[~fj])
+                    kb = kr[b0:b1]
+                    In = In.reshape(b1 - b0, N, SQ).transpose(1, 2, 0) + I0[:, None, kb]   # (N, SQ, B)
+                    A[:, kb], beta[:, kb] = _ramp_maps(dev, dev.drive(In), dt[kb], rule)
+        sel = np.flatnonzero((s_idx > k0) & (s_idx <= k1))
+        # window off: A = dt/tau for every device, so its running sum is an outer product
+        C = np.outer(dev.inv_tau, np.cumsum(dt)) if dev.win == 0.0 else None
+        got, w = _scan(A, beta, w, s_idx[sel] - k0 - 1, C)
+        out[:, s_ord[sel]] = got
+    return {"w_plus": out[:N].T.copy(), "w_minus": out[N:].T.copy()}
+
+
+class TwinEngine:
+    """The circuit twin: the same `state` circuit as the ngspice deck, solved exactly per
+    segment between pulse edges in NumPy (no simulator process)."""
+
+    name = "twin"
+    dense_waveforms = False
+
+    def check(self, cfg: Config) -> None:
+        check_supported(cfg)
+
+    def run(self, prep, *, keep_waveforms: bool = False, workdir=None) -> EngineRun:
+        # keep_waveforms: the twin computes the states at the sample times only (no dense
+        # traces); `simulate --waveforms --engine twin` is refused in the CLI
+        t0 = time.perf_counter()
+        out = run_twin(prep.mapping, prep.schedule, prep.cfg, prep.sample_times)
+        return EngineRun(engine=self.name, w_plus=out["w_plus"], w_minus=out["w_minus"],
+                         version=f"cimspice {__version__}", elapsed_s=time.perf_counter() - t0)
