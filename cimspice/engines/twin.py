@@ -360,7 +360,7 @@ def _scan(A, beta, w0, want, C=None):
 # =================================================================================================
 
 def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
-             sample_times) -> dict:
+             sample_times, w0: float | None = None) -> dict:
     """State-device values at ``sample_times`` (M,) s for the deck build_deck(mapping, schedule,
     cfg) describes: ``{"w_plus": (M, N), "w_minus": (M, N)}`` (same meaning as
     ``pipeline.simulate(prep).w_plus / .w_minus``). Times after the stream end read the end
@@ -413,8 +413,9 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     # samples are processed in time order and put back in the caller's order at the end
     s_ord = np.argsort(st_c, kind="stable")
     s_idx = np.searchsorted(T, st_c[s_ord])
-    out = np.full((2 * N, st.size), dev.w_rest)
-    w = np.full(2 * N, dev.w_rest)
+    start = dev.w_rest if w0 is None else float(w0)   # w0: every device's state at t = 0
+    out = np.full((2 * N, st.size), start)
+    w = np.full(2 * N, start)
     chunk = max(64, _ARRAY_BYTES // (16 * N))            # (2N, chunk) float arrays
     lean = dev.win == 0.0 and dev.p.mode == "linear"     # ramp maps use (N, SQ, .) arrays only
     rblock = max(16, _ARRAY_BYTES // ((8 if lean else 16) * N * SQ))

@@ -72,6 +72,7 @@ class Case:
     t_stop: float
     seed: int | None = None
     prepared: object = None        # pipeline.Prepared for the SSM-layer cases
+    device: object = None          # (VMemParams, PWL corners) for the single-device cases
 
     @property
     def options(self) -> str:
@@ -136,7 +137,7 @@ def _device_case(name: str, description: str, params, pulses, tstop: float, maxs
     signals = [Signal("w", "v(x1.w)", "x1:w", TOL_W, "w")]
     if not w_only:
         signals.append(Signal("i", "i(vs)", "vs:flow(br)", TOL_I, "i"))
-    return Case(name=name, description=description, ngspice_deck=ng, vacask_deck=va,
+    return Case(name=name, description=description, ngspice_deck=ng, vacask_deck=va, device=(params, pts),
                 va_files=(device_dir() / "vmem.va",), signals=tuple(signals), t_stop=tstop)
 
 

@@ -15,6 +15,7 @@ from ..hardware.mapping import states_from_w
 from ..pipeline import nrmse
 from .cases import CASES, Case, build_case
 from .goldens import GRID_POINTS, Golden, Traces, golden_dir, golden_paths, load_golden, nrms, write_golden, xyce_norm
+from .twin_tier import TWIN_LIMIT, run_twin_case
 
 VACASK_LIMIT = 0.01          # VACASK vs ngspice normalised RMS must stay within 1 %
 
@@ -47,6 +48,7 @@ class Row:
     vacask_nrms: float     # VACASK vs ngspice, fraction; nan if not run
     passed: bool
     note: str = ""
+    twin_nrms: float = float("nan")   # circuit twin vs ngspice, fraction; nan if not run
 
 
 @dataclass
@@ -74,9 +76,10 @@ def _compare_golden(case: Case, tr: Traces, golden: Golden | None) -> dict:
     return out
 
 
-def _compare_vacask(case: Case, ng: Traces, va: Traces) -> dict:
-    """Normalised RMS per signal; the scale is the RMS of the signal's group (a state pair), so a
-    device resting near 0 is judged on the scale of the state it encodes."""
+def _compare_traces(case: Case, ng: Traces, va: Traces) -> dict:
+    """Normalised RMS per signal (VACASK or the twin against ngspice); the scale is the RMS of
+    the signal's group (a state pair), so a device resting near 0 is judged on the scale of the
+    state it encodes."""
     grid = np.linspace(0.0, case.t_stop, GRID_POINTS)
     scale = {}
     for s in case.signals:
@@ -120,8 +123,9 @@ def _describe_change(case: Case, old: Golden | None, new: Traces) -> str:
 
 
 def run_validation(cases=None, *, update: bool = False, directory=None, vacask: bool = True,
-                   progress: Callable[[str], None] | None = None) -> Report:
-    """Run the validation cases (default all) in ngspice and, if ``vacask``, in VACASK.
+                   twin: bool = True, progress: Callable[[str], None] | None = None) -> Report:
+    """Run the validation cases (default all) in ngspice and, if ``vacask``, in VACASK, and
+    if ``twin`` on the circuit twin (at ngspice's time points).
 
     ``update``: rewrite the goldens from this run's ngspice traces -- only if every ngspice run
     succeeded (all-or-nothing), each file atomically.
@@ -131,7 +135,7 @@ def run_validation(cases=None, *, update: bool = False, directory=None, vacask: 
     built = [build_case(n) for n in names]        # unknown names fail before anything runs
     rep = Report()
     t_wall = time.perf_counter()
-    t_ng = t_va = 0.0
+    t_ng = t_va = t_tw = 0.0
     results = {}
     for case in built:
         if progress:
@@ -166,12 +170,20 @@ def run_validation(cases=None, *, update: bool = False, directory=None, vacask: 
                                  "refresh the file with --update once reviewed)")
         norms = ({s.name: 0.0 for s in case.signals} if update
                  else _compare_golden(case, ng, golden))
-        agree = _compare_vacask(case, ng, va) if va is not None else {}
+        agree = _compare_traces(case, ng, va) if va is not None else {}
+        tw_agree = {}
+        if twin:
+            tw = run_twin_case(case, ng.time)
+            t_tw += tw.elapsed_s
+            rep.versions["twin"] = tw.version
+            tw_agree = _compare_traces(case, ng, tw)
         for s in case.signals:
             nv = norms[s.name]
             av = agree.get(s.name, float("nan"))
-            ok = (nv <= 1.0) and ((av <= VACASK_LIMIT) if vacask else True) and va_err is None
-            rep.rows.append(Row(case.name, s.name, nv, av, bool(ok)))
+            tv = tw_agree.get(s.name, float("nan"))
+            ok = ((nv <= 1.0) and ((av <= VACASK_LIMIT) if vacask else True) and va_err is None
+                  and ((tv <= TWIN_LIMIT) if twin else True))
+            rep.rows.append(Row(case.name, s.name, nv, av, bool(ok), twin_nrms=tv))
         for tr, label in ((ng, "ngspice"), (va, "VACASK")):
             if tr is not None:
                 msg = _sanity(case, tr, label)
@@ -188,18 +200,22 @@ def run_validation(cases=None, *, update: bool = False, directory=None, vacask: 
                 rep.changes.append(_describe_change(case, old, results[case.name]))
             for case in built:
                 write_golden(case, results[case.name], directory)
-    rep.times = {"ngspice": t_ng, "vacask": t_va, "wall": time.perf_counter() - t_wall}
+    rep.times = {"ngspice": t_ng, "vacask": t_va, "twin": t_tw, "wall": time.perf_counter() - t_wall}
     return rep
 
 
 def format_table(rep: Report) -> str:
-    """The validation table (case, signal, ngspice norm vs golden, VACASK-vs-ngspice %, result)."""
-    lines = [f"{'case':20s} {'signal':6s} {'ngspice vs golden':>18s} {'VACASK vs ngspice':>18s}  result",
-             f"{'':20s} {'':6s} {'Xyce norm (<=1)':>18s} {'NRMS (<=1 %)':>18s}"]
+    """The validation table (case, signal, ngspice norm vs golden, VACASK-vs-ngspice %,
+    twin-vs-ngspice %, result)."""
+    lines = [f"{'case':20s} {'signal':6s} {'ngspice vs golden':>18s} {'VACASK vs ngspice':>18s} "
+             f"{'twin vs ngspice':>16s}  result",
+             f"{'':20s} {'':6s} {'Xyce norm (<=1)':>18s} {'NRMS (<=1 %)':>18s} {'NRMS (<=0.5 %)':>16s}"]
     for r in rep.rows:
         nv = "no golden" if np.isnan(r.norm) else f"{r.norm:.3g}"
         av = "-" if np.isnan(r.vacask_nrms) else f"{r.vacask_nrms * 100:.3f} %"
-        lines.append(f"{r.case:20s} {r.signal:6s} {nv:>18s} {av:>18s}  {'pass' if r.passed else 'FAIL'}")
+        tv = "-" if np.isnan(r.twin_nrms) else f"{r.twin_nrms * 100:.4f} %"
+        lines.append(f"{r.case:20s} {r.signal:6s} {nv:>18s} {av:>18s} {tv:>16s}  "
+                     f"{'pass' if r.passed else 'FAIL'}")
     lines += rep.notes
     ver = ", ".join(f"{k} {v}" for k, v in rep.versions.items())
     n_fail = sum(not r.passed for r in rep.rows)
@@ -207,5 +223,5 @@ def format_table(rep: Report) -> str:
         ("" if n_fail else " (see FAIL lines)")
     lines.append(f"{len(rep.rows)} signals, {status} ({ver}); simulator time ngspice "
                  f"{rep.times.get('ngspice', 0):.1f} s, VACASK {rep.times.get('vacask', 0):.1f} s, "
-                 f"wall {rep.times.get('wall', 0):.1f} s")
+                 f"twin {rep.times.get('twin', 0):.2f} s, wall {rep.times.get('wall', 0):.1f} s")
     return "\n".join(lines)
