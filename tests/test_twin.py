@@ -116,7 +116,7 @@ def test_write_drive_equals_devices_f_write(mode):
 def test_1t1r_cell_current_matches_devices_brentq(rnl):
     v = np.array([1e-4, 0.01, 0.1, 0.2, 0.4, 1.0])
     g = np.array([1e-6, 3e-5, 1.2e-4])
-    got = twin_crossbar.cell_currents_1t1r(v[:, None], g[None], 1.8, rnl)
+    got = twin_crossbar._cell_currents_1t1r(v[:, None], g[None], 1.8, rnl)
     ref = cell_current(v[:, None], g[None], vg=1.8, rnl=rnl)
     np.testing.assert_allclose(got, ref, rtol=1e-13)
 

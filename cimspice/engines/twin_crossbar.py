@@ -73,7 +73,7 @@ def _rram(g, x, rnl):
     return g * np.sinh(rnl * x) / rnl, g * np.cosh(rnl * x)
 
 
-def cell_currents_1t1r(v, g, vg: float, rnl: float, nm: NMOSParams = NMOSParams()):
+def _cell_currents_1t1r(v, g, vg: float, rnl: float, nm: NMOSParams = NMOSParams()):
     """Exact 1T1R cell current for row voltage ``v >= 0`` (column at 0 V), vectorised.
 
     Solves g*rho(v - vd) = I_nmos(vg, vd) for the internal node vd in [0, v]: Newton from the
@@ -115,7 +115,7 @@ def cell_currents_1t1r(v, g, vg: float, rnl: float, nm: NMOSParams = NMOSParams(
 
 
 def _cell_bracketed(v, g, vg, rnl, nm):
-    """Robust fallback of cell_currents_1t1r: bracketed Newton with bisection."""
+    """Robust fallback of _cell_currents_1t1r: bracketed Newton with bisection."""
     lo, hi = np.zeros_like(v), v.copy()
     vd = 0.5 * v
     for _ in range(200):
@@ -181,7 +181,7 @@ class Crossbar:
         v = np.asarray(v, float)
         if self.kind in ("lin", "sinh"):
             return self.G[rows] * self.lin_weight(v)[:, None]
-        cur = cell_currents_1t1r(v[:, None], self.g_all[rows], self.vg, self.rnl)   # (P, 2N)
+        cur = _cell_currents_1t1r(v[:, None], self.g_all[rows], self.vg, self.rnl)   # (P, 2N)
         return cur[:, :self.n] - cur[:, self.n:]
 
     def level_tables(self, levels, x_nodes):
