@@ -226,7 +226,11 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
 
 @main.command()
 @click.option("--dataset", "-d", required=True, metavar="NAME|FILE",
-              help="Built-in dataset name (generated with --n, --seed) or a dataset .npz file.")
+              help="Built-in dataset name (generated with --n, --seed), a dataset .npz file or an "
+                   "SHD/SSC-layout .h5 (split by the split rule, or the training file with "
+                   "--test-dataset).")
+@click.option("--test-dataset", metavar="FILE", default=None,
+              help="Test-split file (.npz or SHD .h5); --dataset is then the training file.")
 @click.option("--n", "n", type=int, default=None, help="Samples to generate (built-in NAME only).")
 @click.option("--seed", type=int, default=None, help="Dataset seed (built-in NAME only; default 0).")
 @click.option("--n-train", type=int, default=None, help="First N training samples (default: all).")
@@ -245,14 +249,14 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Run directory.")
 @friendly_errors
-def evaluate(dataset, n, seed, n_train, n_test, jobs, config, weights, circuit_train, engine, readout,
-             strict, force, retry_failed, no_plots, output):
+def evaluate(dataset, test_dataset, n, seed, n_train, n_test, jobs, config, weights, circuit_train,
+             engine, readout, strict, force, retry_failed, no_plots, output):
     """Accuracy of the simulated hardware over a dataset: ideal vs circuit states, readout, report."""
     opts = evaluation.Options(dataset=dataset, run_dir=Path(output), n=n, seed=seed, n_train=n_train,
                               n_test=n_test, jobs=jobs, config=config, weights=weights,
                               circuit_train=circuit_train, readout=readout, strict=strict,
                               force=force, retry_failed=retry_failed, plots=not no_plots,
-                              engine=engine)
+                              engine=engine, test_dataset=test_dataset)
     try:
         report = evaluation.evaluate(opts)
     except (evaluation.Interrupted, KeyboardInterrupt) as exc:

@@ -27,6 +27,7 @@ class EventConfig:
     """Events -> channels -> pulse schedule (times in seconds unless stated)."""
 
     pool: int = 4                 # spatial pooling factor for vision sensors (pixels per side)
+    channel_pool: int = 1         # audio (C, 1, P): sum adjacent channels, x -> x // channel_pool (1 = off)
     split_polarity: bool = False  # ON/OFF as separate input channels (False: merged, half the rows)
     refractory_us: int = 0        # per-channel refractory filter before scheduling (0 = off)
     time_scale: float = 1.0       # circuit time = dataset time x time_scale
@@ -209,6 +210,7 @@ def check_config(cfg: Config, where: str = "config") -> Config:
         value = getattr(getattr(cfg, section), key)
         need(value in choices, section, key, f"{value!r} is not one of {', '.join(choices)}")
     need(e.pool >= 1, "events", "pool", "must be >= 1")
+    need(e.channel_pool >= 1, "events", "channel_pool", "must be >= 1 (1 = no audio channel pooling)")
     need(e.time_scale > 0, "events", "time_scale", "must be > 0")
     need(e.t_p > 0, "events", "t_p", "pulse width must be > 0 s")
     need(e.t_p * 1e-3 <= e.t_rise < e.t_p, "events", "t_rise",

@@ -227,16 +227,19 @@ def n_input_rows(sensor_size: tuple, cfg: Config) -> int:
         pol = size[2] if len(size) > 2 and cfg.events.split_polarity else 1
         return w * h * max(pol, 1)
     pol = size[2] if len(size) > 2 and cfg.events.split_polarity else 1
-    return size[0] * max(pol, 1)
+    return -(-size[0] // cfg.events.channel_pool) * max(pol, 1)
 
 
 def input_events(sample: EventSample, cfg: Config) -> tuple[np.ndarray, np.ndarray, int]:
-    """Event sample -> input rows: ``(t_us, row, n_rows)`` after pooling, the refractory filter
+    """Event sample -> input rows: ``(t_us, row, n_rows)`` after pooling (``pool`` for vision,
+    ``channel_pool`` for audio), the refractory filter
     and polarity handling (the [events] section); the events both schedules start from."""
     e = cfg.events
     s = sample
     if len(s.sensor_size) >= 2 and s.sensor_size[1] > 1 and e.pool > 1:
         s = Downsample(e.pool)(s)
+    elif s.is_audio and e.channel_pool > 1:   # audio: adjacent channels summed, x // channel_pool
+        s = Downsample(e.channel_pool)(s)
     if e.refractory_us > 0:
         s = Refractory(e.refractory_us)(s)
     t_us, c, n_rows = to_channels(s, split_polarity=e.split_polarity)

@@ -22,6 +22,8 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +109,29 @@ def _device_file_missing(tmp, out):
     return [GOOD, "-o", str(out / "d.cir")], _device_dir(tmp, None)
 
 
+def _shd_file(path: Path, n: int, channels: int, n_labels: int | None = None) -> str:
+    """A small SHD/SSC-layout dataset file (ragged spikes/times in s, spikes/units, labels)."""
+    with h5py.File(path, "w") as f:
+        times = f.create_dataset("spikes/times", (n,), h5py.vlen_dtype(np.float32))
+        units = f.create_dataset("spikes/units", (n,), h5py.vlen_dtype(np.uint16))
+        for i in range(n):
+            times[i] = np.linspace(0.001, 0.02, 5, dtype=np.float32)
+            units[i] = (np.arange(5) + i) % channels
+        f["labels"] = np.arange(n if n_labels is None else n_labels) % 2
+        f.attrs["sensor_size"] = np.array([channels, 1, 1])
+    return str(path)
+
+
+def _shd_labels_mismatch(tmp, out):
+    return ["--dataset", _shd_file(tmp / "labels.h5", 8, 8, n_labels=7), "--engine", "twin",
+            "-o", str(out / "run")], None
+
+
+def _shd_sensor_mismatch(tmp, out):
+    return ["--dataset", _shd_file(tmp / "train.h5", 8, 8), "--test-dataset",
+            _shd_file(tmp / "wide.h5", 4, 16), "--engine", "twin", "-o", str(out / "run")], None
+
+
 def _no_ngspice(tmp, out):
     empty = tmp / "empty_path"
     empty.mkdir()
@@ -132,6 +157,11 @@ SPECIAL = [
     ("device-model-file-missing", "build-netlist", _device_file_missing, "vmem.lib",
      ["device model file", "CIMSPICE_DEVICE_DIR"]),
     ("ngspice-not-on-path", "simulate", _no_ngspice, "ngspice", ["not found on PATH"]),
+    # SHD/SSC-layout HDF5 datasets of `evaluate`: refused before the run directory is made
+    ("shd-labels-count-mismatch", "evaluate", _shd_labels_mismatch, "labels.h5",
+     ["field 'labels'", "7 values", "8 samples"]),
+    ("shd-train-test-sensor-mismatch", "evaluate", _shd_sensor_mismatch, "wide.h5",
+     ["sensor size (16, 1, 1)", "(8, 1, 1)", "train.h5"]),
     # `datasets make` refuses a bad request before generating anything
     ("datasets-make-unknown-name", "datasets make",
      lambda t, o: (["no-such-set", "-o", str(o / "d.npz")], None), "no-such-set",

@@ -63,6 +63,7 @@ class Options:
     progress: bool | None = None   # None: only on a TTY and not under CI
     plots: bool = True
     engine: str = DEFAULT_ENGINE   # engines.registry name: ngspice (the truth), vacask
+    test_dataset: str | None = None  # a test-split file: ``dataset`` is then the training file
 
 
 def evaluate(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | None = None,
@@ -105,7 +106,8 @@ def _evaluate(opts: Options) -> dict:
     t_start = time.perf_counter()
     run_dir = _check_options(opts)
     cfg = load_config(opts.config)
-    ds, ds_ident = rundir.resolve_dataset(opts.dataset, run_dir, n=opts.n, seed=opts.seed)
+    ds, ds_ident = rundir.resolve_dataset(opts.dataset, run_dir, n=opts.n, seed=opts.seed,
+                                            test_spec=opts.test_dataset)
     chosen = rundir.select(ds, opts.n_train, opts.n_test)
 
     get_engine(opts.engine).check(cfg)   # an option the engine cannot do: refused before any run

@@ -199,7 +199,9 @@ def report_markdown(report: dict) -> str:
     ds = report.get("dataset", {})
     v = report.get("versions", {})
     lines = [f"# cimspice evaluation: {ds.get('name', '')}", "",
-             f"Dataset `{ds.get('path', '')}` (digest {ds.get('digest', '')}), config digest "
+             f"Dataset `{ds.get('path', '')}`"
+             + (f" + test file `{ds['test_path']}`" if ds.get("test_path") else "")
+             + f" (digest {ds.get('digest', '')}), config digest "
              f"`{report.get('config_digest', '')}`, readout `{report['readout']['kind']}`; "
              f"cimspice {v.get('cimspice', '')}, ngspice {v.get('ngspice', '')}, numpy {v.get('numpy', '')}.",
              "", "| figure | value |", "|---|---|"]

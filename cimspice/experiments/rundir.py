@@ -22,7 +22,7 @@ import numpy as np
 
 from ..datasets import SPLIT_TEST, SPLIT_TRAIN, dataset_split, list_datasets, make_dataset, save_dataset
 from ..errors import InputError
-from ..io.event_files import load_dataset
+from ..io.event_files import load_dataset, load_train_test
 from ..io.files import write_text_atomic
 
 MANIFEST_FORMAT = 1
@@ -58,11 +58,25 @@ def hardware_digest(model, mapping) -> str:
 # Dataset and selection
 # ------------------------------------------------------------------------------------------
 
-def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int | None = None):
-    """(EventDataset, identity dict): an existing file, or a built-in NAME generated into
+def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int | None = None,
+                    test_spec: str | None = None):
+    """(EventDataset, identity dict): an existing file (``.npz`` or SHD-layout ``.h5``), a
+    training file and a ``test_spec`` test file, or a built-in NAME generated into
     ``run_dir/dataset.npz`` with ``n`` samples and ``seed``."""
     p = Path(spec)
-    if p.exists():
+    if test_spec is not None:
+        if n is not None or seed is not None:
+            raise InputError(f"--test-dataset {test_spec}: --n and --seed generate a built-in "
+                             f"dataset; they do not apply to files (drop them)")
+        for flag, f in (("--dataset", spec), ("--test-dataset", test_spec)):
+            if not Path(f).exists():
+                raise InputError(f"--dataset {spec} --test-dataset {test_spec}: {flag} {f}: no such "
+                                 f"file; give a training and a test dataset file")
+        ds = load_train_test(p, test_spec)
+        q = Path(test_spec)
+        ident = {"kind": "files", "path": str(p.resolve()), "test_path": str(q.resolve()),
+                 "name": str(ds.params.get("name")), "seed": None, "n": len(ds)}
+    elif p.exists():
         if n is not None or seed is not None:
             raise InputError(f"--dataset {spec}: --n and --seed generate a built-in dataset; they "
                              f"do not apply to a file (drop them or give a dataset name)")
@@ -74,7 +88,7 @@ def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int
         if spec not in known:
             hint = "no such file, and not " if (p.suffix or os.sep in spec) else ""
             raise InputError(f"--dataset {spec}: {hint}unknown dataset name; known datasets: "
-                             f"{', '.join(known)} (or give a dataset .npz file)")
+                             f"{', '.join(known)} (or give a dataset .npz or SHD-layout .h5 file)")
         seed = 0 if seed is None else seed
         target = Path(run_dir) / "dataset.npz"
         old = read_manifest(run_dir)

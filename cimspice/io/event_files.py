@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from ..errors import CimspiceError, EventFileError, one_line
-from ..events import (EventDataset, EventSample, as_label, check_sensor, columns_of, fail_field,
+from ..events import (AUDIO_DTYPE, EventDataset, EventSample, as_label, check_sensor, columns_of, fail_field,
                       first_true, pick_index, validate_columns)
 from .files import atomic_path
 
@@ -226,14 +226,18 @@ def _load_h5(path: Path, name: str, index, sort: bool) -> EventSample:
 
 
 def load_dataset(path) -> EventDataset:
-    """Read a dataset ``.npz`` (``events`` concatenated, ``offsets`` (S+1), ``labels`` (S,),
+    """Read a dataset: an SHD/SSC-layout ``.h5``/``.hdf5`` (:func:`_load_h5_dataset`), or a
+    dataset ``.npz`` (``events`` concatenated, ``offsets`` (S+1), ``labels`` (S,),
     optional ``split``, ``sensor_size``, ``classes``, ``params`` (JSON text); any other key is
     kept in ``params``). Structure is checked here; each sample's events when it is taken."""
     path = Path(path)
     name = str(path)
-    if _check_path(path, name) != ".npz":
-        raise EventFileError(f"{name}: a dataset must be an .npz file; fix: give the .npz "
-                             f"written by `cimspice datasets make`")
+    ext = _check_path(path, name)
+    if ext in (".h5", ".hdf5"):
+        return _load_h5_dataset(path, name)
+    if ext != ".npz":
+        raise EventFileError(f"{name}: a dataset must be an .npz file or an SHD/SSC-layout .h5; "
+                             f"fix: give the .npz written by `cimspice datasets make` or an .h5")
     with _reading(name, ".npz"):
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -285,6 +289,102 @@ def load_dataset(path) -> EventDataset:
     return EventDataset(events, off, labels.astype(np.int64),
                         None if split is None else np.asarray(split), sensor, classes, params,
                         name)
+
+
+def _h5_column(ds, name: str, key: str, n: int) -> list:
+    """The ``n`` per-sample arrays of a ragged (one per sample) or plain (one sample) column."""
+    if h5py.check_vlen_dtype(ds.dtype) is None:
+        arrays = [np.asarray(ds[()])]
+    else:
+        arrays = [np.asarray(a) for a in ds[()]]
+    if len(arrays) != n:
+        fail_field(name, key, f"{len(arrays)} samples but spikes/times has {n}",
+                   "write one array per sample")
+    return arrays
+
+
+def _event_column(parts: list, name: str, key: str, offsets: np.ndarray, dtype) -> np.ndarray:
+    """Concatenate per-sample arrays into ``dtype`` without silent loss; a value that does
+    not fit is one line naming the sample."""
+    a = np.concatenate(parts) if parts else np.zeros(0)
+    if a.dtype.kind not in "iufb":
+        fail_field(name, key, f"dtype {a.dtype} is not numeric", f"store {key} as numbers")
+    lim = np.iinfo(dtype)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(a.astype(np.float64)) | (a < lim.min) | (a > lim.max) | (a != np.rint(a))
+    if bad.any():
+        i = first_true(bad)
+        k = int(np.searchsorted(offsets, i, side="right") - 1)
+        fail_field(name, key, f"sample {k}: value {a[i]!r} is not an integer in "
+                   f"[{lim.min}, {lim.max}]", f"store {key} as such integers")
+    return a.astype(dtype)
+
+
+def _load_h5_dataset(path: Path, name: str) -> EventDataset:
+    """An SHD/SSC-layout file as a dataset: ``spikes/times`` (s) and ``spikes/units`` (one
+    array per sample), optional ``spikes/p``, ``labels`` (required here), class names from
+    ``extra/keys`` or the ``classes`` attribute, sensor size as :func:`_load_h5` infers it.
+    Events are concatenated with offsets (times in µs); each sample is validated when taken."""
+    with _reading(name, "HDF5"):
+        with h5py.File(path, "r") as f:
+            for key in ("spikes/times", "spikes/units", "labels"):
+                if key not in f:
+                    raise EventFileError(
+                        f"{name}: field '{key}': missing dataset; fix: use the SHD/SSC layout "
+                        f"(spikes/times in seconds, spikes/units, labels)")
+            times = f["spikes/times"]
+            n = len(times) if h5py.check_vlen_dtype(times.dtype) is not None else 1
+            t_parts = _h5_column(times, name, "spikes/times", n)
+            x_parts = _h5_column(f["spikes/units"], name, "spikes/units", n)
+            p_parts = (_h5_column(f["spikes/p"], name, "spikes/p", n) if "spikes/p" in f
+                       else [np.ones(t.size, np.int8) for t in t_parts])
+            labels = np.asarray(f["labels"][()]).ravel()
+            names = ()
+            if "extra/keys" in f:
+                names = tuple(k.decode() if isinstance(k, bytes) else str(k)
+                              for k in f["extra/keys"][()])
+            elif "classes" in f.attrs:
+                names = tuple(str(k) for k in np.atleast_1d(f.attrs["classes"]))
+            known = "sensor_size" in f.attrs
+            sensor = f.attrs["sensor_size"] if known else (SHD_CHANNELS, 1, 1) if "extra" in f else None
+    if labels.size != n or labels.dtype.kind not in "iu" or (labels < 0).any():
+        fail_field(name, "labels", f"{labels.size} values of dtype {labels.dtype} for {n} samples",
+                   "write one non-negative integer label per sample")
+    for k, (t, x, p) in enumerate(zip(t_parts, x_parts, p_parts)):
+        if not t.size == x.size == p.size:
+            fail_field(name, "spikes/units", f"sample {k}: {x.size} units and {p.size} polarities "
+                       f"for {t.size} times", "write one unit (and polarity) per spike time")
+    offsets = np.concatenate([[0], np.cumsum([t.size for t in t_parts])]).astype(np.int64)
+    with np.errstate(invalid="ignore", over="ignore"):   # seconds -> µs is the unit conversion
+        t_us = [np.rint(np.asarray(t, np.float64) * 1e6) for t in t_parts]
+    events = np.empty(int(offsets[-1]), AUDIO_DTYPE)
+    for key, parts in (("t", t_us), ("x", x_parts), ("p", p_parts)):
+        fld = {"t": "spikes/times", "x": "spikes/units", "p": "spikes/p"}[key]
+        events[key] = _event_column(parts, name, fld, offsets, AUDIO_DTYPE[key])
+    if sensor is None:      # the widest channel of the whole file, same for every sample
+        sensor = (int(np.max(events["x"], initial=0)) + 1, 1, 2 if (events["p"] == 0).any() else 1)
+    sensor = check_sensor(sensor, name, True)
+    return EventDataset(events, offsets, labels.astype(np.int64), None, sensor, names,
+                        {"name": path.stem}, name)
+
+
+def load_train_test(train, test) -> EventDataset:
+    """One dataset from a training file and a test file (``split`` 0 for the first, 1 for the
+    second); their sensor sizes must agree."""
+    a, b = load_dataset(train), load_dataset(test)
+    if tuple(a.sensor_size) != tuple(b.sensor_size):
+        raise EventFileError(f"{b.source}: sensor size {tuple(b.sensor_size)} differs from "
+                             f"{tuple(a.sensor_size)} of the training file {a.source}; fix: give a "
+                             f"train and a test file of the same sensor")
+    if a.events.dtype != b.events.dtype:
+        raise EventFileError(f"{b.source}: field 'y': vision/audio events differ from those of "
+                             f"the training file {a.source}; fix: give files of one sensor")
+    return EventDataset(np.concatenate([a.events, b.events]),
+                        np.concatenate([a.offsets, b.offsets[1:] + a.offsets[-1]]),
+                        np.concatenate([a.labels, b.labels]),
+                        np.repeat(np.array([0, 1], np.int8), [len(a), len(b)]), a.sensor_size,
+                        a.classes or b.classes, {"name": f"{Path(a.source).stem}+{Path(b.source).stem}"},
+                        f"{a.source}+{b.source}")
 
 
 # --------------------------------------------------------------------------- writing

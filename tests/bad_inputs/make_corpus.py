@@ -192,6 +192,7 @@ def config_files(d: Path) -> None:
         "device_g_on_below_g_off.toml": "[device]\ng_on = 1e-6\ng_off = 1e-4\n",
         "t_rise_ge_t_p.toml": "[events]\nt_p = 100e-6\nt_rise = 200e-6\n",
         "min_gap_zero.toml": "[events]\nmin_gap = 0.0\n",
+        "channel_pool_zero.toml": "[events]\nchannel_pool = 0\n",
         # the pulse is longer than the shortest decay allows (tau must exceed t_p)
         "pulse_longer_than_tau.toml": "[events]\nt_p = 0.02\nt_rise = 1e-4\n[ssm]\ntaus = [0.01, 0.04]\n",
         "unknown_choice.toml": '[device]\nmode = "cubic"\n',
