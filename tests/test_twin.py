@@ -393,3 +393,8 @@ def test_twin_refuses_dense_waveforms_in_one_line(bars, tmp_path):
                                     "--waveforms", "-o", str(tmp_path / "t.h5")])
     assert res.exit_code == 1 and "--waveforms" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "t.h5").exists()
+
+
+def test_channel_pool_reaches_the_twin_through_the_schedule():
+    """[events] channel_pool acts before the schedule (the twin sees pooled rows): accepted."""
+    check_supported(Config().replace(events={"channel_pool": 4}))

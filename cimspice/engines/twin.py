@@ -58,7 +58,7 @@ _BLOCK_DECAY = 600.0     # max decay exponent inside one scan block (exp overflo
 # only through the mapping / schedule the twin receives (or not at all for w); keys of the second
 # group are implemented by the twin. A key not listed here (a newer cimspice) must keep its default.
 _KNOWN_KEYS = {
-    "events": {"pool", "split_polarity", "refractory_us", "time_scale", "t_p", "t_rise",
+    "events": {"pool", "channel_pool", "split_polarity", "refractory_us", "time_scale", "t_p", "t_rise",
                "min_gap", "merge", "t_end_us"},
     "ssm": {"n_states", "taus", "init", "seed", "n_samples", "method"},
     "device": {"mode", "window", "w_rest", "g_on", "g_off", "k", "vs", "lam", "eta", "vth",

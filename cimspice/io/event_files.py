@@ -7,7 +7,9 @@
 - ``.csv``: optional ``# sensor_size=W,H,P`` / ``# label=L`` lines, then a header
   ``t,x,y,p`` or ``t,x,p``, then one event per line.
 - ``.h5``/``.hdf5``: spiking-audio layout of SHD/SSC: ``spikes/times`` (seconds, one
-  variable-length array per sample), ``spikes/units``, ``labels``.
+  variable-length array per sample), ``spikes/units``, ``labels``. Read one sample with
+  ``index``, or the whole file as a dataset with :func:`load_dataset`;
+  :func:`load_train_test` joins a training and a test file (split 0 / 1).
 
 Every reader hands the columns to :func:`cimspice.events.validate_columns`, the one place
 where events are checked; any low-level read failure becomes one :class:`EventFileError` line.
