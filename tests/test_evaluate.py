@@ -21,18 +21,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from sklearn.linear_model import RidgeClassifier
 from sklearn.preprocessing import StandardScaler
 
 from cimspice import datasets
-from cimspice.cli import main
 from cimspice.experiments.evaluate import Options, evaluate
 from cimspice.experiments.plots import ideal_on_grid, trajectory_data
 from cimspice.experiments.report import PROTOCOLS
 from cimspice.experiments.tasks import SampleOutcome, make_tasks, run_sample
 from cimspice.io.event_files import load_dataset
 from cimspice.io.results import read_result
+from cli_helpers import cli, one_line_error
 
 TINY_TOML = """
 [events]
@@ -49,17 +48,6 @@ reltol = 1e-4
 """
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(res) -> str:
-    err = res.stderr.strip()
-    assert res.exit_code != 0
-    assert err.startswith("error: ") and "\n" not in err, err
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,14 @@ import json
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cimspice.cli import main
 from cimspice.config import config_from_toml
 from cimspice.datasets import split_rule
 from cimspice.errors import CimspiceError, EventFileError
 from cimspice.io.event_files import load_dataset, load_events, load_train_test
 from cimspice.pipeline import build, calibration_for_file
 from cimspice.schedule import input_events, n_input_rows
+from cli_helpers import cli, one_line_error
 
 TOML = """
 [ssm]
@@ -55,17 +54,6 @@ def write_shd(path, n=24, channels=16, seed=0, *, n_spikes=40, duration=0.05, la
             f["extra/keys"] = np.array([b"zero", b"one", b"two", b"three"])
         f.attrs["sensor_size"] = np.array([-(-channels // pool), 1, 1], np.int64)
     return path
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(res) -> str:
-    err = res.stderr.strip()
-    assert res.exit_code != 0
-    assert err.startswith("error: ") and "\n" not in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
