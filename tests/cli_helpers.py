@@ -7,6 +7,20 @@ from click.testing import CliRunner
 from cimspice.cli import main
 
 
+# A small, fast layer (4 states, plain-resistor cells) for end-to-end runs of the CLI tests.
+SMALL_LAYER_TOML = """
+[ssm]
+n_states = 4
+taus = [0.01, 0.04]
+n_samples = 5
+[circuit]
+access = "none"
+n_calibration = 4
+[sim]
+reltol = 1e-4
+"""
+
+
 def cli(*args):
     """Run ``cimspice ARGS`` in-process (click's runner); stderr is kept apart."""
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

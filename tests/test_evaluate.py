@@ -31,21 +31,9 @@ from cimspice.experiments.report import PROTOCOLS
 from cimspice.experiments.tasks import SampleOutcome, make_tasks, run_sample
 from cimspice.io.event_files import load_dataset
 from cimspice.io.results import read_result
-from cli_helpers import cli, one_line_error
+from cli_helpers import SMALL_LAYER_TOML, cli, one_line_error
 
-TINY_TOML = """
-[events]
-pool = 4
-[ssm]
-n_states = 4
-taus = [0.01, 0.04]
-n_samples = 5
-[circuit]
-access = "none"
-n_calibration = 4
-[sim]
-reltol = 1e-4
-"""
+TINY_TOML = "[events]\npool = 4\n" + SMALL_LAYER_TOML
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

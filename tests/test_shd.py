@@ -19,19 +19,9 @@ from cimspice.errors import CimspiceError, EventFileError
 from cimspice.io.event_files import load_dataset, load_events, load_train_test
 from cimspice.pipeline import build, calibration_for_file
 from cimspice.schedule import input_events, n_input_rows
-from cli_helpers import cli, one_line_error
+from cli_helpers import SMALL_LAYER_TOML, cli, one_line_error
 
-TOML = """
-[ssm]
-n_states = 4
-taus = [0.01, 0.04]
-n_samples = 5
-[circuit]
-access = "none"
-n_calibration = 4
-[sim]
-reltol = 1e-4
-"""
+TOML = SMALL_LAYER_TOML
 
 
 def write_shd(path, n=24, channels=16, seed=0, *, n_spikes=40, duration=0.05, labels=None,
