@@ -83,6 +83,7 @@ class CircuitConfig:
     w_max: float = 0.8            # largest state-device w allowed on the calibration data
     v_clamp: float = 0.0          # driver output clamp, V (0 = no clamp)
     n_calibration: int = 16       # samples used to calibrate the scale (dataset runs)
+    tile_rows: int = 0            # ngspice-tiled: input rows per crossbar tile deck (0 = one tile)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,12 @@ def check_config(cfg: Config, where: str = "config") -> Config:
     need(0 < c.w_max < 1, "circuit", "w_max", "must lie in (0, 1)")
     need(c.v_clamp >= 0, "circuit", "v_clamp", "must be >= 0 V (0 = no clamp)")
     need(c.n_calibration >= 1, "circuit", "n_calibration", "must be >= 1")
+    need(c.tile_rows >= 0, "circuit", "tile_rows", "must be >= 0 rows (0 = one tile, the whole array)")
+    # physical tiles with their own column wires would be another circuit than the one every
+    # engine simulates (ngspice decks are monolithic): refused for all engines alike
+    need(c.tile_rows == 0 or c.r_wire == 0, "circuit", "tile_rows",
+         "tiles with their own column wires (r_wire > 0) are not modelled; set tile_rows = 0 "
+         "(the whole wired array in one tile) or r_wire = 0")
     need(0 < m.reltol < 0.1, "sim", "reltol", "must lie in (0, 0.1)")
     need(m.abstol > 0 and m.vntol > 0, "sim", "abstol", "abstol and vntol must be > 0")
     need(m.maxstep_per_tau >= 1, "sim", "maxstep_per_tau", "must be >= 1")

@@ -204,7 +204,7 @@ class SimResult:
 
     @property
     def ngspice_version(self) -> str:
-        return self.version if self.engine == "ngspice" else ""
+        return self.version if self.engine.startswith("ngspice") else ""
 
 
 def nrmse(estimate: np.ndarray, reference: np.ndarray) -> float:

@@ -7,10 +7,12 @@ import os
 from ..errors import InputError, NgspiceNotFound
 from .base import Engine
 from .ngspice import NgspiceEngine, find_ngspice, ngspice_has_osdi, version_of
+from .tiled import TiledNgspiceEngine
 from .twin import TwinEngine
 from .vacask import VacaskEngine, vacask_binaries, vacask_version
 
-ENGINES: dict[str, Engine] = {e.name: e for e in (NgspiceEngine(), VacaskEngine(), TwinEngine())}
+ENGINES: dict[str, Engine] = {e.name: e for e in (NgspiceEngine(), TiledNgspiceEngine(),
+                                                VacaskEngine(), TwinEngine())}
 DEFAULT_ENGINE = "ngspice"
 
 

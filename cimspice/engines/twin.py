@@ -64,7 +64,8 @@ _KNOWN_KEYS = {
     "device": {"mode", "window", "w_rest", "g_on", "g_off", "k", "vs", "lam", "eta", "vth",
                "read_nl"},
     "circuit": {"g_min", "g_max", "levels", "v_in", "access", "v_gate", "compensate_access",
-                "r_wire", "rram_read_nl", "w_max", "v_clamp", "n_calibration", "topology"},
+                "r_wire", "rram_read_nl", "w_max", "v_clamp", "n_calibration", "topology",
+                "tile_rows"},
     "sim": {"reltol", "abstol", "vntol", "method", "maxstep_per_tau", "timeout",
             "save_currents"},
 }

@@ -28,6 +28,9 @@ except ImportError:  # pragma: no cover - the environment variables still apply
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+PROCESS_SLOTS_ENV = "CIMSPICE_PROCESS_SLOTS"   # read by engines that run processes in parallel
+
+
 def default_jobs() -> int:
     """Worker processes by default: the cores this process may run on."""
     try:
@@ -130,13 +133,24 @@ class WorkerSet:
     def __init__(self, n: int, func: Callable):
         self.ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited locks
         self.func = func
+        # simulator processes each worker may run at once (ngspice-tiled runs tiles in parallel):
+        # workers x slots never exceeds the cores
+        self.slots = str(max(1, default_jobs() // max(1, n)))
         self.workers = [self._start() for _ in range(n)]
 
     def _start(self) -> _Worker:
         parent, child = self.ctx.Pipe()
-        with _single_thread_blas():
-            proc = self.ctx.Process(target=_worker_loop, args=(child, self.func), daemon=True)
-            proc.start()
+        saved = os.environ.get(PROCESS_SLOTS_ENV)
+        os.environ[PROCESS_SLOTS_ENV] = self.slots
+        try:
+            with _single_thread_blas():
+                proc = self.ctx.Process(target=_worker_loop, args=(child, self.func), daemon=True)
+                proc.start()
+        finally:
+            if saved is None:
+                os.environ.pop(PROCESS_SLOTS_ENV, None)
+            else:
+                os.environ[PROCESS_SLOTS_ENV] = saved
         child.close()
         return _Worker(proc, parent)
 

@@ -197,6 +197,8 @@ def config_files(d: Path) -> None:
         "pulse_longer_than_tau.toml": "[events]\nt_p = 0.02\nt_rise = 1e-4\n[ssm]\ntaus = [0.01, 0.04]\n",
         "unknown_choice.toml": '[device]\nmode = "cubic"\n',
         "nan_value.toml": "[circuit]\nv_in = nan\n",
+        "tile_rows_negative.toml": "[circuit]\ntile_rows = -16\n",
+        "tile_rows_with_wires.toml": "[circuit]\ntile_rows = 16\nr_wire = 5.0\n",
         "bad_syntax.toml": "[ssm\nn_states = 8\n",
         # Valid keys and ranges, but tolerances no solver can meet: ngspice stops with
         # 'Timestep too small' (a real non-convergence, not a fake).
