@@ -232,7 +232,6 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def digits_context(p: DigitsParams, seed: int) -> dict:
-
     ctx = dvs_context(p, seed)
     images, target = _load_digits()
     pools = {}
@@ -287,7 +286,6 @@ def chirps_classes(p: ChirpsParams) -> tuple:
 
 
 def chirps_context(p: ChirpsParams, seed: int) -> dict:
-
     centres = np.geomspace(p.f_min_hz, p.f_max_hz, p.n_channels)
     ratio = (p.f_max_hz / p.f_min_hz) ** (1.0 / max(p.n_channels - 1, 1))
     edge = np.sqrt(ratio)          # adjacent bands meet at their geometric mid-points

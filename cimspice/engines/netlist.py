@@ -10,7 +10,7 @@ realises (the mapping's, which may come from a weights file).
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -38,11 +38,59 @@ def pwl_points(schedule: PulseSchedule, row: int, v_in: float) -> list[tuple[flo
     return pts
 
 
-def _wrap(prefix: str, items: list[str], per_line: int = 6) -> str:
+def wrap_items(prefix: str, items: list[str], per_line: int = 6) -> str:
+    """``prefix`` + items, ``per_line`` per line, continued with ``+`` lines."""
     lines = [prefix + " ".join(items[:per_line])]
     for i in range(per_line, len(items), per_line):
         lines.append("+ " + " ".join(items[i:i + per_line]))
     return "\n".join(lines)
+
+
+def pwl_source(name: str, node: str, pts) -> str:
+    """A PWL voltage source line ``name node 0 PWL(t v ...)`` (``pts``: (t, v) corners)."""
+    return wrap_items(f"{name} {node} 0 PWL(", [f"{spice_number(t)} {spice_number(v)}"
+                                                for t, v in pts]) + ")"
+
+
+def tick_lines(times, tstop: float) -> list[str]:
+    """A 0 V source whose corners force simulator time points exactly at ``times`` (s) inside
+    (0, tstop); no lines when there are none."""
+    items = [f"{spice_number(t)} 0" for t in np.unique(np.asarray(times, float)) if 0 < t < tstop]
+    if not items:
+        return []
+    return ["* zero-valued source: its corners put simulator time points on the sample times",
+            wrap_items("Vtick tick 0 PWL(0 0 ", items) + ")", "Rtick tick 0 1"]
+
+
+def state_names(n_states: int) -> tuple[tuple, tuple]:
+    """Raw-file names of the state nodes: (w+ names, w- names)."""
+    return (tuple(f"v(xs{n}p.w)" for n in range(n_states)),
+            tuple(f"v(xs{n}m.w)" for n in range(n_states)))
+
+
+def sense_names(n_states: int) -> tuple:
+    """Raw-file names of the 2N sense currents (p, m per state)."""
+    return tuple(f"i(vsense{n}{s})" for n in range(n_states) for s in ("p", "m"))
+
+
+def device_pair_lines(mapping: CircuitMapping, cfg: Config, w0=None) -> list[str]:
+    """The volatile device pair of each state on its driver node ``drv<n>`` (+ device sees
+    +V_n, - device -V_n); ``w0`` (w+ (N,), w- (N,)) starts them away from w_rest."""
+    out = []
+    for n in range(mapping.n_states):
+        p = vmem_params(cfg, float(mapping.tau[n]))
+        pp = p if w0 is None else replace(p, w0=float(w0[0][n]))
+        pm = p if w0 is None else replace(p, w0=float(w0[1][n]))
+        out.append(f"xs{n}p drv{n} 0 vmem {pp.spice_params()}")
+        out.append(f"xs{n}m 0 drv{n} vmem {pm.spice_params()}")
+    return out
+
+
+def options_line(cfg: Config) -> str:
+    """The deck's ``.options`` line from the [sim] section."""
+    s = cfg.sim
+    return (f".options reltol={spice_number(s.reltol)} abstol={spice_number(s.abstol)} "
+            f"vntol={spice_number(s.vntol)} method={s.method}")
 
 
 @dataclass(frozen=True)
@@ -105,16 +153,9 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
 
     out.append("* ---- input rows: one PWL source per input channel ----")
     for r in range(n_in):
-        pts = pwl_points(schedule, r, mapping.v_in)
-        items = [f"{spice_number(t)} {spice_number(v)}" for t, v in pts]
-        out.append(_wrap(f"Vrow{r} {row_node(r, cfg)} 0 PWL(", items) + ")")
-    if sample_times is not None and len(sample_times):
-        # A 0 V source whose corners force time points exactly at the sample times.
-        items = [f"{spice_number(t)} 0" for t in np.unique(np.asarray(sample_times)) if 0 < t < tstop]
-        if items:
-            out.append("* zero-valued source: its corners put simulator time points on the sample times")
-            out.append(_wrap("Vtick tick 0 PWL(0 0 ", items) + ")")
-            out.append("Rtick tick 0 1")
+        out.append(pwl_source(f"Vrow{r}", row_node(r, cfg), pwl_points(schedule, r, mapping.v_in)))
+    if sample_times is not None:
+        out += tick_lines(sample_times, tstop)
     out.append("")
 
     out += crossbar_lines(mapping, cfg)
@@ -125,22 +166,17 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
             vc = spice_number(c.v_clamp)
             expr = f"{vc} * tanh(({expr}) / {vc})"
         out.append(f"Bdrv{n} drv{n} 0 V = {expr}")
-    for n in range(n_st):
-        params = vmem_params(cfg, float(mapping.tau[n])).spice_params()
-        out.append(f"xs{n}p drv{n} 0 vmem {params}")
-        out.append(f"xs{n}m 0 drv{n} vmem {params}")
+    out += device_pair_lines(mapping, cfg)
     out.append("")
 
-    w_plus = tuple(f"v(xs{n}p.w)" for n in range(n_st))
-    w_minus = tuple(f"v(xs{n}m.w)" for n in range(n_st))
-    sense = tuple(f"i(vsense{n}{s})" for n in range(n_st) for s in ("p", "m")) if sim.save_currents else ()
+    w_plus, w_minus = state_names(n_st)
+    sense = sense_names(n_st) if sim.save_currents else ()
     out.append("* ---- analysis: save only the state nodes ----")
-    out.append(_wrap(".save ", list(w_plus + w_minus + sense), per_line=8))
+    out.append(wrap_items(".save ", list(w_plus + w_minus + sense), per_line=8))
     # plain `ngspice -b deck.cir` prints the state table; with `-r file.raw` (how cimspice runs
     # it) ngspice writes the raw file instead and skips the print
-    out.append(_wrap(".print tran ", list(w_plus + w_minus), per_line=8))
-    out.append(f".options reltol={spice_number(sim.reltol)} abstol={spice_number(sim.abstol)} vntol={spice_number(sim.vntol)} "
-               f"method={sim.method}")
+    out.append(wrap_items(".print tran ", list(w_plus + w_minus), per_line=8))
+    out.append(options_line(cfg))
     out.append(f".tran {spice_number(tstep)} {spice_number(tstop)} 0 {spice_number(maxstep)}")
     out.append(".end")
     info = DeckInfo(w_plus=w_plus, w_minus=w_minus, sense=sense, tstop=tstop, maxstep=maxstep)

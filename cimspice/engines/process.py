@@ -20,6 +20,26 @@ from .raw import RawPlot
 
 INSTALL_HINT = "install it with `make install` (or `apt-get install ngspice`)"
 TAIL_LINES = 15
+PROCESS_SLOTS_ENV = "CIMSPICE_PROCESS_SLOTS"   # simulator processes one process may run at once
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def process_slots() -> int:
+    """Simulator processes an engine may run at once: the cores this process may use, or
+    ``$CIMSPICE_PROCESS_SLOTS`` (set by evaluate's worker processes to cores / workers, so that
+    samples x tiles never exceed the cores)."""
+    cores = available_cores()
+    try:
+        return max(1, min(cores, int(os.environ.get(PROCESS_SLOTS_ENV, cores))))
+    except ValueError:
+        return cores
 
 
 @dataclass(frozen=True)

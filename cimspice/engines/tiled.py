@@ -12,8 +12,7 @@ grows as (rows) x (edges). Here the same circuit is cut at the ideal driver:
    sub-array of the tile's rows), the word line and the 2N 0 V sense sources, saves only the
    2N sense currents and runs with a large maxstep: nothing in it has memory, so ngspice takes
    a DC solve at every PWL corner and a few more along every edge (its own step doubling after
-   a breakpoint; :data:`EDGE_SUBSTEPS` > 1 adds corners inside every edge, which do not change
-   the waveform: measured no gain in accuracy, so 1).
+   a breakpoint; extra corners inside the edges were measured to gain no accuracy).
    With ``r_wire = 0`` the columns are virtual grounds: every cell sees its row voltage and 0 V,
    so the rows superpose and the sum over tiles of each sense current *is* the monolithic
    array's, cell for cell, transistors and levels included. With ``r_wire > 0`` a tile with its
@@ -49,7 +48,6 @@ from the tile runs, so it reproduces this run only together with them.
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -60,15 +58,16 @@ import numpy as np
 from ..config import Config
 from ..errors import ConfigError
 from ..hardware.devices import device_lib_text
-from ..hardware.mapping import CircuitMapping, vmem_params
+from ..hardware.mapping import CircuitMapping
 from ..hardware.state import row_node
 from ..schedule import PulseSchedule
 from ..text import comment, spice_number
 from .base import EngineRun
-from .netlist import _wrap, crossbar_lines, pwl_points, transient_settings
+from .netlist import (crossbar_lines, device_pair_lines, options_line, pwl_points, pwl_source,
+                      sense_names, state_names, tick_lines, transient_settings, wrap_items)
 from .ngspice import run_ngspice
+from .process import process_slots
 
-EDGE_SUBSTEPS = 1     # PWL corners per pulse edge in the tile decks (same waveform, finer sampling)
 WINDOW_POINTS = 400  # driver corners per state-deck time window (ngspice scans PWL corners linearly)
 FLAT_TOL = 1e-5       # driver points within FLAT_TOL x max|V_n| of a straight stretch are dropped
 
@@ -86,20 +85,6 @@ def sub_mapping(mapping: CircuitMapping, a: int, b: int) -> CircuitMapping:
                    b_effective=mapping.b_effective[:, a:b])
 
 
-def _refine_edges(pts: list[tuple[float, float]], n: int) -> list[tuple[float, float]]:
-    """The same piecewise-linear waveform with n-1 extra corners inside every sloped segment."""
-    out = pts[:1]
-    for (t0, v0), (t1, v1) in zip(pts, pts[1:]):
-        if v0 != v1 and n > 1:
-            out += [(t0 + (t1 - t0) * k / n, v0 + (v1 - v0) * k / n) for k in range(1, n)]
-        out.append((t1, v1))
-    return out
-
-
-def sense_names(n_states: int) -> tuple:
-    return tuple(f"i(vsense{n}{s})" for n in range(n_states) for s in ("p", "m"))
-
-
 def tile_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, a: int, b: int,
               k: int, n_tiles: int) -> str:
     """Deck of tile k: input rows a..b-1, their cells, the sense sources; saves the currents."""
@@ -112,17 +97,14 @@ def tile_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, a: 
            comment("run by hand with: ngspice -b <this file>"), "", device_lib_text(), "",
            "* ---- input rows of this tile ----"]
     for r in range(a, b):
-        pts = _refine_edges(pwl_points(schedule, r, mapping.v_in), EDGE_SUBSTEPS)
-        items = [f"{spice_number(t)} {spice_number(v)}" for t, v in pts]
-        out.append(_wrap(f"Vrow{r - a} {row_node(r - a, cfg)} 0 PWL(", items) + ")")
+        out.append(pwl_source(f"Vrow{r - a}", row_node(r - a, cfg),
+                              pwl_points(schedule, r, mapping.v_in)))
     out.append("")
     out += crossbar_lines(sub, cfg)
     out.append("")
     out.append("* ---- analysis: save only the sense currents; no state, so a large maxstep ----")
-    out.append(_wrap(".save ", list(sense_names(mapping.n_states)), per_line=8))
-    s = cfg.sim
-    out.append(f".options reltol={spice_number(s.reltol)} abstol={spice_number(s.abstol)} "
-               f"vntol={spice_number(s.vntol)} method={s.method}")
+    out.append(wrap_items(".save ", list(sense_names(mapping.n_states)), per_line=8))
+    out.append(options_line(cfg))
     out.append(f".tran {spice_number(tstep)} {spice_number(tstop)} 0 {spice_number(tstop / 2)}")
     out.append(".end")
     return "\n".join(out) + "\n"
@@ -198,27 +180,14 @@ def state_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, t:
            device_lib_text(), ""]
     out.append("* ---- write drivers: PWL of the tile decks' summed column currents ----")
     for n in range(n_st):
-        items = [f"{spice_number(a - t_start)} {spice_number(b)}" for a, b in zip(t, v[:, n])]
-        out.append(_wrap(f"Vdrv{n} drv{n} 0 PWL(", items) + ")")
-    st = [x - t_start for x in np.unique(np.asarray(sample_times, float)) if 0 < x - t_start < tstop]
-    if st:
-        out.append("* zero-valued source: its corners put simulator time points on the sample times")
-        out.append(_wrap("Vtick tick 0 PWL(0 0 ", [f"{spice_number(x)} 0" for x in st]) + ")")
-        out.append("Rtick tick 0 1")
+        out.append(pwl_source(f"Vdrv{n}", f"drv{n}", zip(t - t_start, v[:, n])))
+    out += tick_lines(np.asarray(sample_times, float) - t_start, tstop)
     out.append("* ---- volatile state-device pairs ----")
-    for n in range(n_st):
-        p = vmem_params(cfg, float(mapping.tau[n]))
-        pp = p if w0 is None else replace(p, w0=float(w0[0][n]))
-        pm = p if w0 is None else replace(p, w0=float(w0[1][n]))
-        out.append(f"xs{n}p drv{n} 0 vmem {pp.spice_params()}")
-        out.append(f"xs{n}m 0 drv{n} vmem {pm.spice_params()}")
-    w_plus = tuple(f"v(xs{n}p.w)" for n in range(n_st))
-    w_minus = tuple(f"v(xs{n}m.w)" for n in range(n_st))
-    s = cfg.sim
-    out.append(_wrap(".save ", list(w_plus + w_minus), per_line=8))
-    out.append(_wrap(".print tran ", list(w_plus + w_minus), per_line=8))
-    out.append(f".options reltol={spice_number(s.reltol)} abstol={spice_number(s.abstol)} "
-               f"vntol={spice_number(s.vntol)} method={s.method}")
+    out += device_pair_lines(mapping, cfg, w0)
+    w_plus, w_minus = state_names(n_st)
+    out.append(wrap_items(".save ", list(w_plus + w_minus), per_line=8))
+    out.append(wrap_items(".print tran ", list(w_plus + w_minus), per_line=8))
+    out.append(options_line(cfg))
     out.append(f".tran {spice_number(min(tstep, tstop))} {spice_number(tstop)} 0 "
                f"{spice_number(min(maxstep, tstop))}")
     out.append(".end")
@@ -263,20 +232,6 @@ def run_state_decks(prep, t, v, n_tiles: int, wdir, keep_waveforms: bool):
 
     waves = {"time": tt, "w_plus": wp, "w_minus": wm} if keep_waveforms else {}
     return at(wp), at(wm), waves, elapsed, version, f"* state decks: {len(wins)} window(s)\n" + log
-
-
-def process_slots() -> int:
-    """ngspice processes this engine may run at once: the cores this process may use, or
-    ``$CIMSPICE_PROCESS_SLOTS`` (set by evaluate's worker processes to cores / workers, so
-    that samples x tiles never exceed the cores)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    try:
-        return max(1, min(cores, int(os.environ.get("CIMSPICE_PROCESS_SLOTS", cores))))
-    except ValueError:
-        return cores
 
 
 def check_tiled(cfg: Config) -> None:

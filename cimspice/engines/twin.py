@@ -34,6 +34,7 @@ import numpy as np
 from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, InputError
+from ..hardware.devices import DEVICE_DIR_ENV
 from ..hardware.mapping import CircuitMapping, vmem_params
 from ..schedule import PulseSchedule
 from .base import EngineRun
@@ -97,11 +98,10 @@ def check_supported(cfg: Config) -> None:
     """Raise ConfigError (one line naming the key and the fix) for any option the twin cannot
     reproduce within 0.5 % state NRMSE of ngspice; return None when the configuration is
     supported. Unknown keys (newer cimspice) are refused unless they keep their default."""
-
-    if os.environ.get("CIMSPICE_DEVICE_DIR"):
-        raise ConfigError("twin: $CIMSPICE_DEVICE_DIR overrides the device model files; the twin "
-                          "implements the shipped vmem.lib / cell_1t1r.lib only; fix: unset "
-                          "CIMSPICE_DEVICE_DIR or simulate with ngspice")
+    if os.environ.get(DEVICE_DIR_ENV):
+        raise ConfigError(f"twin: ${DEVICE_DIR_ENV} overrides the device model files; the twin "
+                          f"implements the shipped vmem.lib / cell_1t1r.lib only; fix: unset "
+                          f"{DEVICE_DIR_ENV} or simulate with ngspice")
     try:
         if cfg in _SUPPORTED:
             return
@@ -115,7 +115,6 @@ def check_supported(cfg: Config) -> None:
 
 
 def _check_config_keys(cfg: Config) -> None:
-
     for section in dataclasses.fields(cfg):
         sec = getattr(cfg, section.name)
         if not dataclasses.is_dataclass(sec):

@@ -64,10 +64,10 @@ def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int
     training file and a ``test_spec`` test file, or a built-in NAME generated into
     ``run_dir/dataset.npz`` with ``n`` samples and ``seed``."""
     p = Path(spec)
+    if (test_spec is not None or p.exists()) and (n is not None or seed is not None):
+        raise InputError(f"--dataset {spec}: --n and --seed generate a built-in dataset; they "
+                         f"do not apply to a file (drop them or give a dataset name)")
     if test_spec is not None:
-        if n is not None or seed is not None:
-            raise InputError(f"--test-dataset {test_spec}: --n and --seed generate a built-in "
-                             f"dataset; they do not apply to files (drop them)")
         for flag, f in (("--dataset", spec), ("--test-dataset", test_spec)):
             if not Path(f).exists():
                 raise InputError(f"--dataset {spec} --test-dataset {test_spec}: {flag} {f}: no such "
@@ -77,9 +77,6 @@ def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int
         ident = {"kind": "files", "path": str(p.resolve()), "test_path": str(q.resolve()),
                  "name": str(ds.params.get("name")), "seed": None, "n": len(ds)}
     elif p.exists():
-        if n is not None or seed is not None:
-            raise InputError(f"--dataset {spec}: --n and --seed generate a built-in dataset; they "
-                             f"do not apply to a file (drop them or give a dataset name)")
         ds = load_dataset(p)
         ident = {"kind": "file", "path": str(p.resolve()), "name": str(ds.params.get("name", p.stem)),
                  "seed": ds.params.get("seed"), "n": len(ds)}

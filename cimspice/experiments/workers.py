@@ -20,6 +20,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from ..engines.process import PROCESS_SLOTS_ENV, available_cores
+
 try:  # optional (not a dependency): limits BLAS pools that are already loaded
     from threadpoolctl import threadpool_limits
 except ImportError:  # pragma: no cover - the environment variables still apply
@@ -28,15 +30,9 @@ except ImportError:  # pragma: no cover - the environment variables still apply
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-PROCESS_SLOTS_ENV = "CIMSPICE_PROCESS_SLOTS"   # read by engines that run processes in parallel
-
-
 def default_jobs() -> int:
     """Worker processes by default: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cores()
 
 
 def progress(total: int, desc: str, enabled: bool | None):

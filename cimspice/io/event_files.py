@@ -201,13 +201,8 @@ def _load_h5(path: Path, name: str, index, sort: bool) -> EventSample:
                     fail_field(name, "labels", f"{labels.size} labels for {n} samples",
                           "write one label per sample")
                 label = labels[i]
-                names = None
-                if "extra/keys" in f:
-                    names = [k.decode() if isinstance(k, bytes) else str(k)
-                             for k in f["extra/keys"][()]]
-                elif "classes" in f.attrs:
-                    names = [str(k) for k in np.atleast_1d(f.attrs["classes"])]
-                if names is not None and 0 <= int(label) < len(names):
+                names = _h5_class_names(f)
+                if 0 <= int(label) < len(names):
                     cls = names[int(label)]
             known = "sensor_size" in f.attrs
             if known:
@@ -293,6 +288,16 @@ def load_dataset(path) -> EventDataset:
                         name)
 
 
+def _h5_class_names(f) -> tuple:
+    """Class names of an SHD/SSC file: ``extra/keys`` (SHD/SSC) or the ``classes`` attribute
+    (files written by cimspice), indexed by label; () when it has neither."""
+    if "extra/keys" in f:
+        return tuple(k.decode() if isinstance(k, bytes) else str(k) for k in f["extra/keys"][()])
+    if "classes" in f.attrs:
+        return tuple(str(k) for k in np.atleast_1d(f.attrs["classes"]))
+    return ()
+
+
 def _h5_column(ds, name: str, key: str, n: int) -> list:
     """The ``n`` per-sample arrays of a ragged (one per sample) or plain (one sample) column."""
     if h5py.check_vlen_dtype(ds.dtype) is None:
@@ -341,12 +346,7 @@ def _load_h5_dataset(path: Path, name: str) -> EventDataset:
             p_parts = (_h5_column(f["spikes/p"], name, "spikes/p", n) if "spikes/p" in f
                        else [np.ones(t.size, np.int8) for t in t_parts])
             labels = np.asarray(f["labels"][()]).ravel()
-            names = ()
-            if "extra/keys" in f:
-                names = tuple(k.decode() if isinstance(k, bytes) else str(k)
-                              for k in f["extra/keys"][()])
-            elif "classes" in f.attrs:
-                names = tuple(str(k) for k in np.atleast_1d(f.attrs["classes"]))
+            names = _h5_class_names(f)
             known = "sensor_size" in f.attrs
             sensor = f.attrs["sensor_size"] if known else (SHD_CHANNELS, 1, 1) if "extra" in f else None
     if labels.size != n or labels.dtype.kind not in "iu" or (labels < 0).any():
