@@ -77,7 +77,7 @@ def calibration_for_file(path, cfg: Config) -> tuple[list[PulseSchedule], dict] 
     sample calibrates itself)."""
     try:
         ds = load_dataset(path)
-    except EventFileError:  # not a dataset file (single sample, SHD, csv...)
+    except EventFileError:  # not a dataset (single-sample npz/npy/csv, an .h5 without labels)
         return None
     return calibration_schedules(ds, cfg)
 

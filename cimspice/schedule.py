@@ -231,14 +231,16 @@ def n_input_rows(sensor_size: tuple, cfg: Config) -> int:
 
 
 def input_events(sample: EventSample, cfg: Config) -> tuple[np.ndarray, np.ndarray, int]:
-    """Event sample -> input rows: ``(t_us, row, n_rows)`` after pooling (``pool`` for vision,
-    ``channel_pool`` for audio), the refractory filter
-    and polarity handling (the [events] section); the events both schedules start from."""
+    """Event sample -> input rows: ``(t_us, row, n_rows)`` after pooling (``pool`` for 2-D
+    vision sensors, ``channel_pool`` for channel sensors (C, 1, P), as :func:`n_input_rows`
+    counts them), the refractory filter and polarity handling (the [events] section); the
+    events both schedules start from."""
     e = cfg.events
     s = sample
-    if len(s.sensor_size) >= 2 and s.sensor_size[1] > 1 and e.pool > 1:
-        s = Downsample(e.pool)(s)
-    elif s.is_audio and e.channel_pool > 1:   # audio: adjacent channels summed, x // channel_pool
+    if len(s.sensor_size) >= 2 and s.sensor_size[1] > 1:
+        if e.pool > 1:
+            s = Downsample(e.pool)(s)
+    elif e.channel_pool > 1:   # adjacent channels summed: x // channel_pool
         s = Downsample(e.channel_pool)(s)
     if e.refractory_us > 0:
         s = Refractory(e.refractory_us)(s)
