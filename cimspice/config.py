@@ -1,7 +1,7 @@
 """Run configuration: frozen dataclasses, loaded from TOML, written back as TOML text.
 
 One file configures the whole data flow (``[events]``, ``[ssm]``, ``[device]``, ``[circuit]``,
-``[sim]``). Every key has a default, so every command works without a file. Unknown sections or
+``[read]``, ``[sim]``). Every key has a default, so every command works without a file. Unknown sections or
 keys and wrong types are refused with one line naming the file and the key.
 """
 
@@ -20,6 +20,7 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ConfigError
+from .hardware.presets import check_device_preset
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,17 @@ class SSMConfig:
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """Volatile state-device parameters (see cimspice.devices.VMemParams); tau comes from [ssm]."""
+    """Volatile state-device parameters (see hardware.devices.VMemParams); tau comes from [ssm].
 
-    mode: str = "linear"          # 'linear' | 'sinh'
-    window: bool = False          # (1 - w) saturation window
+    ``preset`` picks how they are given (hardware.presets, docs/design.md "Device presets"):
+    'custom' uses the keys as given; 'ideal' is the linear integrator and 'wox' the WOx-like
+    threshold device, both described by what a device paper reports (``v_write``, the write
+    width ``[events] t_p`` and ``dw_pulse``), their write rate derived in closed form.
+    """
+
+    preset: str = "custom"        # 'custom' | 'ideal' | 'wox'
+    mode: str = "linear"          # 'linear' | 'sinh' (custom; 'wox' is sinh, 'ideal' linear)
+    window: Any = "auto"          # (1 - w) saturation window: true | false | 'auto' (wox: on, else off)
     w_rest: float = 0.0
     g_on: float = 100e-6          # S
     g_off: float = 1e-6           # S
@@ -65,12 +73,16 @@ class DeviceConfig:
     eta: float = 0.0              # sinh write slope, 1/V (0 = device default)
     vth: float = 0.0              # sinh soft threshold, V (0 = device default)
     read_nl: float = 0.0          # sinh read nonlinearity, 1/V (0 = linear read)
+    v_write: float = 1.0          # fixed write-pulse amplitude of the trace topology, V
+    dw_pulse: float = 0.02        # ideal / wox: dw of one v_write x t_p pulse from w = 0
+    odd_write: bool = False       # sinh: negative pulses below -vth depress (odd write branch)
 
 
 @dataclass(frozen=True)
 class CircuitConfig:
     """The 1T1R projection crossbar, write drivers and mapping."""
 
+    topology: str = "state"       # 'state' (crossbar -> write drivers -> device pairs) | 'trace'
     g_min: float = 1e-6           # S, lowest programmable cell conductance
     g_max: float = 100e-6         # S, highest
     levels: int = 0               # conductance quantisation levels (0 = analog)
@@ -84,6 +96,23 @@ class CircuitConfig:
     v_clamp: float = 0.0          # driver output clamp, V (0 = no clamp)
     n_calibration: int = 16       # samples used to calibrate the scale (dataset runs)
     tile_rows: int = 0            # ngspice-tiled: input rows per crossbar tile deck (0 = one tile)
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    """How states are read (docs/design.md "The read path").
+
+    'node' probes the device state nodes (an ideal probe, no read circuit); 'pulse' applies a
+    read pulse at every sample time and senses device currents (read disturb included): the
+    sample times become global read slots that write pulses are delayed around.
+    """
+
+    mode: str = "node"            # 'node' | 'pulse'
+    v_read: float = 0.1           # read-pulse amplitude, V
+    t_read: float = 10e-6         # read-pulse width, s (sampled at its centre)
+    guard: float = 2e-6           # idle time kept between a read pulse and any write pulse, s
+    sense_gain: float = 0.0       # trace: sense transresistance, ohm (0 = derived: full scale at v_in)
+    baseline: str = "reference"   # trace: 'reference' (a read-only device per group) | 'ideal' (g_off)
 
 
 @dataclass(frozen=True)
@@ -105,6 +134,7 @@ class Config:
     ssm: SSMConfig = field(default_factory=SSMConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     circuit: CircuitConfig = field(default_factory=CircuitConfig)
+    read: ReadConfig = field(default_factory=ReadConfig)
     sim: SimConfig = field(default_factory=SimConfig)
 
     def replace(self, **sections: dict) -> "Config":
@@ -134,14 +164,18 @@ class Config:
         return hashlib.sha256(self.to_toml().encode()).hexdigest()[:16]
 
 
-_SECTIONS = ("events", "ssm", "device", "circuit", "sim")
+_SECTIONS = ("events", "ssm", "device", "circuit", "read", "sim")
 
 _CHOICES = {
     ("events", "merge"): ("extend", "count", "drop"),
     ("ssm", "init"): ("gaussian", "sparse"),
     ("ssm", "method"): ("pulse", "dirac", "zoh"),
+    ("device", "preset"): ("custom", "ideal", "wox"),
     ("device", "mode"): ("linear", "sinh"),
+    ("circuit", "topology"): ("state", "trace"),
     ("circuit", "access"): ("nmos", "none"),
+    ("read", "mode"): ("node", "pulse"),
+    ("read", "baseline"): ("reference", "ideal"),
     ("sim", "method"): ("gear", "trap"),
 }
 
@@ -159,6 +193,10 @@ def _toml_value(v: Any) -> str:
 
 
 def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
+    if key == "window":   # the one tri-state key: the preset decides unless given
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ConfigError(f"{where}: key 'window' must be true or false (or \"auto\": the preset decides), got {value!r}")
     want = type(default)
     if want is bool:
         if not isinstance(value, bool):
@@ -201,7 +239,7 @@ def _section_from_dict(base: Any, values: dict, where: str) -> Any:
 
 def check_config(cfg: Config, where: str = "config") -> Config:
     """Range checks across the whole configuration; one-line ConfigError on the first problem."""
-    e, s, d, c, m = cfg.events, cfg.ssm, cfg.device, cfg.circuit, cfg.sim
+    e, s, d, c, m, rd = cfg.events, cfg.ssm, cfg.device, cfg.circuit, cfg.sim, cfg.read
 
     def need(cond: bool, section: str, key: str, msg: str) -> None:
         if not cond:
@@ -236,6 +274,16 @@ def check_config(cfg: Config, where: str = "config") -> Config:
     need(c.v_gate > 0, "circuit", "v_gate", "must be > 0 V")
     need(c.r_wire >= 0, "circuit", "r_wire", "must be >= 0 ohm")
     need(c.rram_read_nl >= 0, "circuit", "rram_read_nl", "must be >= 0")
+    need(d.v_write > 0, "device", "v_write", "write-pulse amplitude must be > 0 V")
+    need(0 < d.dw_pulse < 1, "device", "dw_pulse", "dw of one write pulse must lie in (0, 1)")
+    need(rd.v_read > 0, "read", "v_read", "read-pulse amplitude must be > 0 V")
+    need(rd.t_read > e.t_rise, "read", "t_read",
+         f"read pulse must be longer than its edges ([events] t_rise = {e.t_rise:g} s)")
+    need(rd.guard >= 0, "read", "guard", "must be >= 0 s")
+    need(rd.sense_gain >= 0, "read", "sense_gain", "must be >= 0 ohm (0 = derived)")
+    need(not (c.topology == "trace" and e.merge == "count"), "events", "merge",
+         "'count' (amplitude coding) cannot drive the trace topology's fixed write pulses; "
+         "use merge = 'extend' or 'drop'")
     need(0 < c.w_max < 1, "circuit", "w_max", "must lie in (0, 1)")
     need(c.v_clamp >= 0, "circuit", "v_clamp", "must be >= 0 V (0 = no clamp)")
     need(c.n_calibration >= 1, "circuit", "n_calibration", "must be >= 1")
@@ -249,6 +297,7 @@ def check_config(cfg: Config, where: str = "config") -> Config:
     need(m.abstol > 0 and m.vntol > 0, "sim", "abstol", "abstol and vntol must be > 0")
     need(m.maxstep_per_tau >= 1, "sim", "maxstep_per_tau", "must be >= 1")
     need(m.timeout > 0, "sim", "timeout", "must be > 0 s")
+    check_device_preset(cfg, where)
     return cfg
 
 

@@ -28,7 +28,8 @@ from .engines.netlist import DeckInfo, build_deck
 from .engines.registry import DEFAULT_ENGINE, get_engine
 from .errors import ConfigError, EventFileError, InputError
 from .events import EventDataset, EventSample
-from .hardware.mapping import CircuitMapping, calibrate_gains, map_ssm, states_from_w
+from .hardware.mapping import CircuitMapping, calibrate_gains, map_ssm
+from .hardware.trace import map_trace
 from .io.event_files import load_dataset
 from .io.results import Result
 from .schedule import PulseSchedule, schedule_sample, software_schedule
@@ -86,9 +87,11 @@ def program(model: SSMParams, cfg: Config, schedules: list[PulseSchedule], *,
             engine: str = DEFAULT_ENGINE, record: dict | None = None) -> CircuitMapping:
     """Map ``model`` onto the circuit, scaled on ``schedules``; in non-linear write modes the
     gains are fitted on ``engine`` runs of them. ``record`` (which samples) goes to ``info``."""
-    mapping = calibrate(model, map_ssm(model, cfg, schedules), cfg, schedules, engine=engine)
+    mapper = map_trace if cfg.circuit.topology == "trace" else map_ssm
+    mapping = calibrate(model, mapper(model, cfg, schedules), cfg, schedules, engine=engine)
     if not np.all(np.isfinite(mapping.gains)):
-        raise ConfigError(f"config: [device] mode={cfg.device.mode!r}: the state gains could not be "
+        raise ConfigError(f"config: [device] preset={cfg.device.preset!r} mode={cfg.device.mode!r}: "
+                          f"the state gains could not be "
                           f"calibrated (non-finite); check the [device] write parameters")
     info = {**mapping.info, "calibration_engine": engine if mapping.gain_method != "analytic" else ""}
     if record is not None:
@@ -98,20 +101,25 @@ def program(model: SSMParams, cfg: Config, schedules: list[PulseSchedule], *,
 
 def calibrate(model: SSMParams, mapping: CircuitMapping, cfg: Config, schedules: list,
               max_runs: int = 4, *, engine: str = DEFAULT_ENGINE) -> CircuitMapping:
-    """Fit the state gains on engine runs of calibration schedules (non-linear write modes only).
+    """Fit the state gains on engine runs of calibration schedules (non-linear writes only:
+    sinh mode in `state`, the saturation window in `trace`).
 
-    Linear mode has an analytic gain and is returned unchanged.
+    An analytic gain is returned unchanged.
     """
     if mapping.gain_method == "analytic":
         return mapping
     eng = get_engine(engine)
+    eng.check(cfg)
     xs, dws, peak = [], [], np.zeros(mapping.n_states)
     for sch in schedules[:max_runs]:
         prep = prepare(sch, model, mapping, cfg, title="cimspice gain calibration")
         run = eng.run(prep)
         xs.append(prep.ideal)
-        dws.append(run.w_plus - run.w_minus)
-        peak = np.maximum(peak, np.maximum(run.w_plus.max(axis=0), run.w_minus.max(axis=0)))
+        dws.append(run.signal)
+        if run.w_plus is not None:
+            peak = np.maximum(peak, np.maximum(run.w_plus.max(axis=0), run.w_minus.max(axis=0)))
+    if run.w_plus is None:   # trace: the predicted device peak stays
+        peak = mapping.w_peak
     return calibrate_gains(mapping, np.stack(xs), np.stack(dws), cfg.circuit.w_max, w_peak=peak)
 
 
@@ -156,7 +164,9 @@ def prepare(schedule: PulseSchedule, model: SSMParams, mapping: CircuitMapping, 
             source: str = "", label: int | None = None, weights: str = "",
             title: str = "cimspice SSM layer") -> Prepared:
     """Sample times and ideal states of one schedule on programmed hardware."""
-    times = default_sample_times(schedule.duration, cfg.ssm.n_samples)
+    # read slots (read mode 'pulse') are the sample times; else the default grid
+    times = schedule.reads if schedule.reads.size else default_sample_times(schedule.duration,
+                                                                             cfg.ssm.n_samples)
     ideal = simulate_ssm(model, schedule, times, method=cfg.ssm.method)
     return Prepared(cfg=cfg, schedule=schedule, model=model, mapping=mapping, sample_times=times,
                     ideal=ideal, source=source, label=label, weights=weights, title=title)
@@ -188,9 +198,9 @@ class SimResult:
 
     prepared: Prepared
     engine: str                # engine that produced ``circuit`` (see engines.registry)
-    circuit: np.ndarray        # (M, N) x_hat from the engine's device states
-    w_plus: np.ndarray         # (M, N)
-    w_minus: np.ndarray        # (M, N)
+    circuit: np.ndarray        # (M, N) x_hat from what the engine's read path senses
+    w_plus: np.ndarray | None  # (M, N) state-device w ('state' topology; None for 'trace')
+    w_minus: np.ndarray | None  # (M, N)
     nrmse: float
     engine_time_s: float       # time inside the engine (simulator process or twin), s
     wall_time_s: float
@@ -223,7 +233,7 @@ def simulate(prep: Prepared, *, engine: str = DEFAULT_ENGINE, keep_waveforms: bo
     eng = get_engine(engine)
     eng.check(prep.cfg)
     run = eng.run(prep, keep_waveforms=keep_waveforms, workdir=workdir)
-    x_hat = states_from_w(run.w_plus, run.w_minus, prep.mapping)
+    x_hat = run.signal / prep.mapping.gains
     return SimResult(prepared=prep, engine=run.engine, circuit=x_hat, w_plus=run.w_plus,
                      w_minus=run.w_minus, nrmse=nrmse(x_hat, prep.ideal), engine_time_s=run.elapsed_s,
                      wall_time_s=time.perf_counter() - t0, version=run.version, log=run.log,
@@ -255,7 +265,7 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
         times, ideal = prep.sample_times, prep.ideal[None]
         software = None if prep.software is None else prep.software[None]
         metrics = {"n_events": sch.n_events, "n_pulses": sch.n_pulses, "n_merged": sch.n_merged,
-                   "n_dropped": sch.n_dropped, "headroom": mapping.headroom}
+                   "n_dropped": sch.n_dropped, "n_delayed": sch.n_delayed, "headroom": mapping.headroom}
         if prep.software is not None:   # what the schedule (merging, pulse width) costs
             metrics["schedule_nrmse"] = nrmse(prep.ideal, prep.software)
         run_attrs.update(config=prep.cfg.to_toml(), seed=prep.cfg.ssm.seed, source=prep.source)
@@ -267,7 +277,8 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
         run_attrs.update(engine=sim.engine, ngspice_version=sim.ngspice_version,
                          simulator_version=sim.version)
         waveforms = {k: sim.waveforms[k] for k in ("time", "w_plus", "w_minus") if k in sim.waveforms}
-        waveforms.update(w_plus_at_samples=sim.w_plus, w_minus_at_samples=sim.w_minus)
+        if sim.w_plus is not None:
+            waveforms.update(w_plus_at_samples=sim.w_plus, w_minus_at_samples=sim.w_minus)
     else:
         run_attrs.update(engine="", ngspice_version="", simulator_version="")
     if wall_time_s is not None:

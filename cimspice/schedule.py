@@ -8,13 +8,14 @@ circuit states is caused by the circuit alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .config import Config
 from .errors import InputError
 from .events import Downsample, EventSample, Refractory, first_true, fmt_value, to_channels
+from .ssm import default_sample_times
 
 MERGE_MODES = ("extend", "count", "drop")
 
@@ -45,6 +46,9 @@ class PulseSchedule:
     n_events: int = 0      # events in
     n_merged: int = 0      # events merged into a previous pulse
     n_dropped: int = 0     # events dropped (refractory rule)
+    reads: np.ndarray = field(default_factory=lambda: np.zeros(0))   # (M,) read instants, s
+    t_read: float = 0.0    # read-pulse width, s (0: no read pulses)
+    n_delayed: int = 0     # pulses delayed out of a read slot
 
     def __post_init__(self):
         """The one check of a schedule (from :func:`make_schedule`, a file or a user): shapes,
@@ -52,7 +56,7 @@ class PulseSchedule:
         def bad(fld, what, fix="rebuild the schedule with make_schedule"):
             raise InputError(f"PulseSchedule: field '{fld}': {what}; fix: {fix}")
 
-        for fld in ("t_p", "t_rise", "min_gap", "duration"):
+        for fld in ("t_p", "t_rise", "min_gap", "duration", "t_read"):
             v = getattr(self, fld)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
                     or not math.isfinite(v) or v < 0:
@@ -61,6 +65,14 @@ class PulseSchedule:
             bad("t_p", "the nominal pulse width must be > 0 s")
         if not self.t_rise < self.t_p:
             bad("t_rise", f"{self.t_rise} s is not shorter than t_p = {self.t_p} s", "use t_rise < t_p")
+        reads = np.asarray(self.reads, dtype=np.float64)
+        if reads.ndim != 1 or not np.all(np.isfinite(reads)) or (reads.size and (
+                reads.min() <= 0 or np.any(np.diff(reads) <= 0))):
+            bad("reads", "read instants must be finite, > 0 s and strictly increasing")
+        if reads.size and not self.t_read > self.t_rise:
+            bad("t_read", f"{self.t_read} s is not longer than t_rise = {self.t_rise} s",
+                "use a read pulse longer than its edges")
+        object.__setattr__(self, "reads", reads)
         if isinstance(self.n_rows, bool) or not isinstance(self.n_rows, (int, np.integer)) or self.n_rows < 1:
             bad("n_rows", f"{self.n_rows!r} is not a row count >= 1")
         row = np.asarray(self.row)
@@ -110,6 +122,10 @@ class PulseSchedule:
         """(start, end) of each pulse's drawn trapezoid, s: ``t_on ∓ t_rise/2`` edges."""
         half = self.t_rise / 2
         return self.t_on - half, self.t_on + self.width + half
+
+    def read_corners(self) -> tuple[np.ndarray, np.ndarray]:
+        """(t_on, width) of the read pulses: centred on the read instants, ``t_read`` wide."""
+        return self.reads - self.t_read / 2, np.full(self.reads.size, self.t_read)
 
     def for_row(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(t_on, width, amplitude) of row ``r``'s pulses, sorted by time."""
@@ -218,6 +234,59 @@ def make_schedule(t_us, c, n_rows: int, *, t_p: float = 100e-6, t_rise: float = 
 
 
 
+def reserve_reads(schedule: PulseSchedule, reads, t_read: float, guard: float) -> PulseSchedule:
+    """The schedule with read slots: a read pulse of width ``t_read`` centred on each instant of
+    ``reads`` (s), and every write pulse whose trapezoid would come closer than ``guard`` to a
+    read trapezoid delayed to just after that slot (docs/design.md "Read slots").
+
+    A delayed pulse keeps its width and amplitude; later pulses of its row are pushed on as
+    needed to keep ``min_gap`` (a write queue, as in hardware), so no input is lost and both the
+    ideal SSM and the circuit see the same delayed schedule. Raises InputError when slots
+    overlap or a pulse is longer than the time between two slots.
+    """
+    reads = np.asarray(reads, dtype=np.float64)
+    h = schedule.t_rise / 2
+    z0 = reads - t_read / 2 - h - guard          # forbidden span of a write trapezoid
+    z1 = reads + t_read / 2 + h + guard
+    where = "[read] t_read / guard"
+    if reads.size > 1 and np.any(z0[1:] < z1[:-1]):
+        raise InputError(f"{where}: read slots of {t_read:g} s + guard {guard:g} s overlap at "
+                         f"{reads.size} reads over {schedule.duration:.3g} s; shorten t_read or "
+                         f"guard, or lower [ssm] n_samples")
+    free = np.diff(z0) - (z1 - z0)[:-1] if reads.size > 1 else np.array([np.inf])
+    longest = float(np.max(schedule.width)) + 2 * h if schedule.n_pulses else 0.0
+    if reads.size > 1 and longest > float(free.min()):
+        raise InputError(f"{where}: a read slot cannot fit: a {longest:.3g} s write pulse is longer "
+                         f"than the {float(free.min()):.3g} s between two read slots; lower [ssm] "
+                         f"n_samples or t_read, or [events] min_gap (shorter merged pulses)")
+    t_on = schedule.t_on.copy()
+    delayed = 0
+    order = np.lexsort((schedule.t_on, schedule.row))
+    row = schedule.row[order]
+    on, wd = schedule.t_on[order], schedule.width[order]
+    new = on.copy()
+    prev_row, cursor = -1, -np.inf          # cursor: earliest trapezoid start on this row
+    for i in range(on.size):
+        if row[i] != prev_row:
+            prev_row, cursor = row[i], -np.inf
+        start = max(on[i] - h, cursor)
+        length = wd[i] + 2 * h
+        m = int(np.searchsorted(z1, start, side="right"))   # first slot ending after start
+        while m < reads.size and start + length > z0[m]:
+            start = z1[m]
+            m += 1
+        new[i] = start + h
+        delayed += new[i] != on[i]
+        cursor = start + length + schedule.min_gap
+    t_on[order] = new
+    o = np.lexsort((schedule.row, t_on))
+    end = float(np.max(t_on + schedule.width + h)) if t_on.size else 0.0
+    duration = max(schedule.duration, end, float(reads[-1] + t_read / 2 + h) if reads.size else 0.0)
+    return replace(schedule, row=schedule.row[o], t_on=t_on[o], width=schedule.width[o],
+                   amplitude=schedule.amplitude[o], duration=duration, reads=reads,
+                   t_read=float(t_read), n_delayed=int(delayed))
+
+
 def n_input_rows(sensor_size: tuple, cfg: Config) -> int:
     """Input rows a sensor occupies after pooling and polarity handling."""
     size = tuple(int(v) for v in sensor_size)
@@ -266,9 +335,14 @@ def software_schedule(sample: EventSample, cfg: Config) -> PulseSchedule:
 
 
 def schedule_sample(sample: EventSample, cfg: Config) -> PulseSchedule:
-    """Event sample -> input channels -> pulse schedule (the [events] section)."""
+    """Event sample -> input channels -> pulse schedule (the [events] section), with read
+    slots when ``[read] mode = 'pulse'``."""
     e = cfg.events
     t_us, c, n_rows = input_events(sample, cfg)
-    return make_schedule(t_us, c, n_rows, t_p=e.t_p, t_rise=e.t_rise, min_gap=e.min_gap,
-                         merge=e.merge, time_scale=e.time_scale,
-                         t_end=e.t_end_us if e.t_end_us > 0 else None)
+    sch = make_schedule(t_us, c, n_rows, t_p=e.t_p, t_rise=e.t_rise, min_gap=e.min_gap,
+                        merge=e.merge, time_scale=e.time_scale,
+                        t_end=e.t_end_us if e.t_end_us > 0 else None)
+    if cfg.read.mode == "pulse":   # sample times become global read slots
+        sch = reserve_reads(sch, default_sample_times(sch.duration, cfg.ssm.n_samples),
+                            cfg.read.t_read, cfg.read.guard)
+    return sch

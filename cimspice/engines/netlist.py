@@ -21,21 +21,33 @@ from ..hardware.cells import NMOSParams
 from ..hardware.devices import device_dir, device_lib_text
 from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.state import crossbar_elements, row_node
+from ..hardware.trace import read_scale
 from ..schedule import PulseSchedule
 from ..text import comment, spice_number
 
-def pwl_points(schedule: PulseSchedule, row: int, v_in: float) -> list[tuple[float, float]]:
-    """PWL (t, V) corners for one row: trapezoids with the area and centre of the ideal pulses."""
-    sel = schedule.row == row
-    t_on, width, amp = schedule.t_on[sel], schedule.width[sel], schedule.amplitude[sel]
-    h = schedule.t_rise / 2.0
+def trapezoid_points(t_on, width, level, t_rise: float) -> list[tuple[float, float]]:
+    """PWL (t, V) corners of trapezoid pulses (sorted by ``t_on``; ``level`` in V): each has the
+    area and centre of the ideal rectangle, edges of ``t_rise``."""
+    h = t_rise / 2.0
     pts = [(0.0, 0.0)]
-    for t0, w, a in zip(t_on, width, amp):
-        v = v_in * a
+    for t0, w, v in zip(t_on, width, level):
         pts += [(t0 - h, 0.0), (t0 + h, v), (t0 + w - h, v), (t0 + w + h, 0.0)]
     if len(pts) > 1 and pts[1][0] <= 0.0:
         pts = pts[1:]  # a pulse starting at t=0 replaces the idle start point
     return pts
+
+
+def pwl_points(schedule: PulseSchedule, row: int, v_in: float) -> list[tuple[float, float]]:
+    """PWL (t, V) corners for one row: trapezoids with the area and centre of the ideal pulses."""
+    sel = schedule.row == row
+    return trapezoid_points(schedule.t_on[sel], schedule.width[sel],
+                            v_in * schedule.amplitude[sel], schedule.t_rise)
+
+
+def read_points(schedule: PulseSchedule, level: float) -> list[tuple[float, float]]:
+    """PWL corners of the read pulses (``level`` V) of a schedule with read slots."""
+    t_on, width = schedule.read_corners()
+    return trapezoid_points(t_on, width, np.full(t_on.size, level), schedule.t_rise)
 
 
 def wrap_items(prefix: str, items: list[str], per_line: int = 6) -> str:
@@ -75,14 +87,42 @@ def sense_names(n_states: int) -> tuple:
 
 def device_pair_lines(mapping: CircuitMapping, cfg: Config, w0=None) -> list[str]:
     """The volatile device pair of each state on its driver node ``drv<n>`` (+ device sees
-    +V_n, - device -V_n); ``w0`` (w+ (N,), w- (N,)) starts them away from w_rest."""
+    +V_n, - device -V_n); ``w0`` (w+ (N,), w- (N,)) starts them away from w_rest.
+
+    Read mode 'pulse': each device has its own driver node (``drvp<n>`` = +V_n + V(rd),
+    ``drvm<n>`` = -V_n + V(rd)) and a 0 V sense source to ground (``Vsp<n>``, ``Vsm<n>``), so
+    the read pulse ``rd`` drives both devices with +v_read and their currents are sensed."""
     out = []
+    pulse = cfg.read.mode == "pulse"
     for n in range(mapping.n_states):
         p = vmem_params(cfg, float(mapping.tau[n]))
         pp = p if w0 is None else replace(p, w0=float(w0[0][n]))
         pm = p if w0 is None else replace(p, w0=float(w0[1][n]))
-        out.append(f"xs{n}p drv{n} 0 vmem {pp.spice_params()}")
-        out.append(f"xs{n}m 0 drv{n} vmem {pm.spice_params()}")
+        if pulse:
+            out.append(f"xs{n}p drvp{n} sp{n} {pp.subckt} {pp.spice_params()}")
+            out.append(f"Vsp{n} sp{n} 0 DC 0")
+            out.append(f"xs{n}m drvm{n} sm{n} {pm.subckt} {pm.spice_params()}")
+            out.append(f"Vsm{n} sm{n} 0 DC 0")
+        else:
+            out.append(f"xs{n}p drv{n} 0 {pp.subckt} {pp.spice_params()}")
+            out.append(f"xs{n}m 0 drv{n} {pm.subckt} {pm.spice_params()}")
+    return out
+
+
+def driver_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
+    """The write driver of each state, ``V_n = R_n (I_n+ - I_n-)`` (optionally clamped); in read
+    mode 'pulse' two outputs, ``+V_n + V(rd)`` and ``-V_n + V(rd)`` (see device_pair_lines)."""
+    out = []
+    for n in range(mapping.n_states):
+        expr = f"{spice_number(mapping.r_tia[n])} * (i(Vsense{n}p) - i(Vsense{n}m))"
+        if cfg.circuit.v_clamp > 0:
+            vc = spice_number(cfg.circuit.v_clamp)
+            expr = f"{vc} * tanh(({expr}) / {vc})"
+        if cfg.read.mode == "pulse":
+            out.append(f"Bdrvp{n} drvp{n} 0 V = {expr} + V(rd)")
+            out.append(f"Bdrvm{n} drvm{n} 0 V = -({expr}) + V(rd)")
+        else:
+            out.append(f"Bdrv{n} drv{n} 0 V = {expr}")
     return out
 
 
@@ -95,20 +135,25 @@ def options_line(cfg: Config) -> str:
 
 @dataclass(frozen=True)
 class DeckInfo:
-    """What a deck saves and how to read it back."""
+    """What a deck saves and how to read it back (engines.base.sample_plot)."""
 
-    w_plus: tuple          # raw-file vector names of the + devices' state nodes
+    w_plus: tuple          # raw-file vector names of the + devices' state nodes ('state')
     w_minus: tuple
     sense: tuple           # sense current names (empty unless saved)
     tstop: float
     maxstep: float
+    i_plus: tuple = ()     # read mode 'pulse': currents whose pair difference is sensed
+    i_minus: tuple = ()
+    i_scale: float = 1.0   # sensed = (I+ - I-) / i_scale
+    w_dev: tuple = ()      # trace, read mode 'node': trace-device w nodes, (row, group) order
+    w_ref: tuple = ()      # trace, read mode 'node': reference-device w nodes (K)
 
 
 def transient_settings(schedule: PulseSchedule, mapping: CircuitMapping, cfg: Config) -> tuple[float, float, float]:
     """(tstep, tstop, maxstep), s: step from the pulse width, maxstep from min(tau)."""
     tstop = float(schedule.duration)
     maxstep = min(float(np.min(mapping.tau)) / cfg.sim.maxstep_per_tau, tstop / 10.0)
-    tstep = min(cfg.events.t_p / 10.0, maxstep)
+    tstep = min(cfg.events.t_p / 10.0, (schedule.t_read or np.inf) / 10.0, maxstep)
     return tstep, tstop, maxstep
 
 
@@ -117,7 +162,13 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
                source: str = "", weights: str = "", seed: int | None = None,
                inline_models: bool = True) -> tuple[str, DeckInfo]:
     """Netlist text of the whole SSM layer for one pulse schedule, and what it saves."""
+    if cfg.circuit.topology == "trace":
+        from .trace_netlist import build_trace_deck   # noqa: PLC0415 (it imports this module)
+        return build_trace_deck(mapping, schedule, cfg, sample_times=sample_times, title=title,
+                                source=source, weights=weights, seed=seed,
+                                inline_models=inline_models)
     c, sim = cfg.circuit, cfg.sim
+    pulse = cfg.read.mode == "pulse"
     n_in, n_st = mapping.n_inputs, mapping.n_states
     if schedule.n_rows != n_in:
         raise InputError(f"schedule: field 'n_rows': {schedule.n_rows} rows but the mapping has {n_in} "
@@ -138,6 +189,9 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
     out.append("* equations:")
     out.append("*   column pair current  I_n = I(Vsense<n>p) - I(Vsense<n>m)")
     out.append("*   write driver         V_n = R_n * I_n, applied +V_n to xs<n>p and -V_n to xs<n>m")
+    if pulse:
+        out.append("*   read pulse           +v_read on both devices of a pair during each read slot;")
+        out.append("*                        x_n = (I(Vsp<n>) - I(Vsm<n>)) / ((g_on - g_off) v_read g_n)")
     out.append("*   state device         dw/dt = -(w - w_rest)/tau + f_write(V) * window(w)")
     out.append(f"*   SSM state estimate   x_n = (w<n>p - w<n>m) / g_n  (gain method: {mapping.gain_method})")
     out += realised_model_lines(mapping)
@@ -158,28 +212,32 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
         out += tick_lines(sample_times, tstop)
     out.append("")
 
+    if pulse:
+        out.append(f"* ---- read pulses (v_read = {spice_number(cfg.read.v_read)} V, centred on the "
+                   f"sample times) ----")
+        out.append(pwl_source("Vrd", "rd", read_points(schedule, cfg.read.v_read)))
+        out.append("")
     out += crossbar_lines(mapping, cfg)
     out.append("* ---- write drivers and volatile state-device pairs ----")
-    for n in range(n_st):
-        expr = f"{spice_number(mapping.r_tia[n])} * (i(Vsense{n}p) - i(Vsense{n}m))"
-        if c.v_clamp > 0:
-            vc = spice_number(c.v_clamp)
-            expr = f"{vc} * tanh(({expr}) / {vc})"
-        out.append(f"Bdrv{n} drv{n} 0 V = {expr}")
+    out += driver_lines(mapping, cfg)
     out += device_pair_lines(mapping, cfg)
     out.append("")
 
     w_plus, w_minus = state_names(n_st)
     sense = sense_names(n_st) if sim.save_currents else ()
-    out.append("* ---- analysis: save only the state nodes ----")
-    out.append(wrap_items(".save ", list(w_plus + w_minus + sense), per_line=8))
+    i_plus = tuple(f"i(vsp{n})" for n in range(n_st)) if pulse else ()
+    i_minus = tuple(f"i(vsm{n})" for n in range(n_st)) if pulse else ()
+    out.append("* ---- analysis: save only the state nodes" + (" and the read currents" if pulse else "")
+               + " ----")
+    out.append(wrap_items(".save ", list(w_plus + w_minus + sense + i_plus + i_minus), per_line=8))
     # plain `ngspice -b deck.cir` prints the state table; with `-r file.raw` (how cimspice runs
     # it) ngspice writes the raw file instead and skips the print
     out.append(wrap_items(".print tran ", list(w_plus + w_minus), per_line=8))
     out.append(options_line(cfg))
     out.append(f".tran {spice_number(tstep)} {spice_number(tstop)} 0 {spice_number(maxstep)}")
     out.append(".end")
-    info = DeckInfo(w_plus=w_plus, w_minus=w_minus, sense=sense, tstop=tstop, maxstep=maxstep)
+    info = DeckInfo(w_plus=w_plus, w_minus=w_minus, sense=sense, tstop=tstop, maxstep=maxstep,
+                    i_plus=i_plus, i_minus=i_minus, i_scale=read_scale(cfg) if pulse else 1.0)
     return "\n".join(out) + "\n", info
 
 
@@ -188,12 +246,12 @@ def nmos_size() -> str:
     return NMOSParams().instance_params()
 
 
-def crossbar_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
-    """ngspice lines of :func:`crossbar_elements`."""
+def crossbar_lines(mapping: CircuitMapping, cfg: Config, title: str = "", **block) -> list[str]:
+    """ngspice lines of :func:`crossbar_elements` (``block``: its states / row / word_line)."""
     rnl = cfg.circuit.rram_read_nl
     wl = nmos_size()
-    out = ["* ---- projection crossbar: differential 1T1R column pairs ----"]
-    for el in crossbar_elements(mapping, cfg):
+    out = [f"* ---- {title or 'projection crossbar: differential 1T1R column pairs'} ----"]
+    for el in crossbar_elements(mapping, cfg, **block):
         a, b = el.nodes[0], el.nodes[1]
         if el.kind == "rram" and rnl == 0:
             # linear RRAM: a plain resistor is exact and far cheaper than a B-source

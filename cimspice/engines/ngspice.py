@@ -36,7 +36,7 @@ from pathlib import Path
 from ..errors import (BreakpointError, ConvergenceError, NetlistError, NgspiceNotFound, NoRawFile,
                       RawFileError, SpiceError)
 from ..config import Config
-from .base import EngineRun, states_from_plot
+from .base import EngineRun, sample_plot
 from .process import INSTALL_HINT, SpiceRun, classify, keep_log, run_process, log_tail
 from .raw import read_raw
 
@@ -204,7 +204,8 @@ def ngspice_has_osdi(exe: str) -> str:
 
 def saved_names(info) -> list[str]:
     """Vectors to load from a deck's raw file: time, the w nodes, the saved sense currents."""
-    return ["time", *info.w_plus, *info.w_minus, *info.sense]
+    return ["time", *info.w_plus, *info.w_minus, *info.sense, *info.i_plus, *info.i_minus,
+            *info.w_dev, *info.w_ref]
 
 
 class NgspiceEngine:
@@ -220,7 +221,6 @@ class NgspiceEngine:
         info = prep.deck_info
         run = run_ngspice(prep.deck, timeout=prep.cfg.sim.timeout, names=saved_names(info),
                           workdir=workdir)
-        wp, wm, waves = states_from_plot(run.plot("tran"), info.w_plus, info.w_minus, info.sense,
-                                         prep.sample_times, keep_waveforms)
-        return EngineRun(engine=self.name, w_plus=wp, w_minus=wm, version=run.version,
-                         elapsed_s=run.elapsed_s, log=run.log, waveforms=waves)
+        got = sample_plot(run.plot("tran"), info, prep.sample_times, prep.mapping, keep_waveforms)
+        return EngineRun(engine=self.name, version=run.version, elapsed_s=run.elapsed_s,
+                         log=run.log, **got)

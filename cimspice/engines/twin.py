@@ -36,6 +36,7 @@ from ..config import Config
 from ..errors import ConfigError, InputError
 from ..hardware.devices import DEVICE_DIR_ENV
 from ..hardware.mapping import CircuitMapping, vmem_params
+from ..hardware.presets import write_law
 from ..schedule import PulseSchedule
 from .base import EngineRun
 from .twin_crossbar import Crossbar
@@ -128,7 +129,8 @@ def _check_config_keys(cfg: Config) -> None:
                 raise ConfigError(f"twin: [{section.name}] {f.name} = {value!r}: not modelled by "
                                   f"the circuit twin; fix: keep the default {default!r} or "
                                   f"simulate with ngspice")
-    c, d, s = cfg.circuit, cfg.device, cfg.sim
+    c, s = cfg.circuit, cfg.sim
+    d = write_law(cfg.device, cfg.events.t_p)     # the resolved law (mode, window) of the preset
     topo = getattr(c, "topology", "state")
     if topo != "state":
         raise ConfigError(f"twin: [circuit] topology = {topo!r}: the twin models the 'state' "
@@ -221,7 +223,7 @@ class _Devices:
         self.p = _vmem(cfg.device, cfg, float(tau[0]))   # f(V) depends on [device] keys only
         self.inv_tau = np.concatenate([1.0 / tau, 1.0 / tau])       # (2N,)
         self.w_rest = float(cfg.device.w_rest)
-        self.win = 1.0 if cfg.device.window else 0.0
+        self.win = 1.0 if self.p.window else 0.0
         self.r_tia = np.asarray(mapping.r_tia, float)
         self.v_clamp = float(cfg.circuit.v_clamp)
 

@@ -86,6 +86,7 @@ class VMemParams:
     vth: float = 0.5
     window: bool = False
     read_nl: float = 0.0
+    odd: bool = False        # sinh: depressing branch below -vth (subcircuit vmem_odd)
 
     def __post_init__(self):
         self.validate()
@@ -97,6 +98,10 @@ class VMemParams:
             raise param_error(o, "mode", self.mode, "unknown write mode; use 'linear' or 'sinh'")
         if not isinstance(self.window, (bool, np.bool_)):
             raise param_error(o, "window", self.window, "must be True or False")
+        if not isinstance(self.odd, (bool, np.bool_)):
+            raise param_error(o, "odd", self.odd, "must be True or False")
+        if self.odd and self.mode != "sinh":
+            raise param_error(o, "odd", self.odd, "the odd write branch needs mode='sinh'")
         check_finite(o, self)
         if self.tau <= 0:
             raise param_error(o, "tau", self.tau, "must be > 0 s; use e.g. tau=0.02")
@@ -130,9 +135,14 @@ class VMemParams:
         return " ".join(f"{k}={spice_number(v) if not isinstance(v, int) else v}"
                         for k, v in vals.items())
 
+    @property
+    def subckt(self) -> str:
+        """ngspice subcircuit name: ``vmem``, or ``vmem_odd`` with the depressing branch."""
+        return "vmem_odd" if self.odd else "vmem"
+
     def va_params(self) -> str:
-        """Instance parameters for the VACASK ``vmem`` module (same names as ngspice)."""
-        return self.spice_params()
+        """Instance parameters for the VACASK ``vmem`` module (same names as ngspice + odd)."""
+        return self.spice_params() + (" odd=1" if self.odd else "")
 
 
 # --- volatile memristor equations -------------------------------------------------------
@@ -145,6 +155,14 @@ def f_write(p: VMemParams, v):
     return p.lam * np.sinh(p.eta * v) * (1.0 + np.tanh((v - p.vth) / p.vs)) / 2.0
 
 
+def f_depress(p: VMemParams, v):
+    """Depressing drive fd(V) <= 0 [1/s] of the odd write branch (0 unless ``p.odd``)."""
+    v = np.asarray(v, dtype=float)
+    if not p.odd:
+        return np.zeros_like(v)
+    return p.lam * np.sinh(p.eta * v) * (1.0 + np.tanh((-v - p.vth) / p.vs)) / 2.0
+
+
 def window(p: VMemParams, w):
     """Saturation window: 1 - w when ``p.window`` else 1."""
     w = np.asarray(w, dtype=float)
@@ -152,8 +170,12 @@ def window(p: VMemParams, w):
 
 
 def write_rate(p: VMemParams, v, w):
-    """Write term f(V)*window(w) of dw/dt [1/s]."""
-    return f_write(p, v) * window(p, w)
+    """Write term f(V)*window(w) (+ fd(V)*(1 - win + win*w) with the odd branch) [1/s]."""
+    rate = f_write(p, v) * window(p, w)
+    if p.odd:
+        w = np.asarray(w, dtype=float)
+        rate = rate + f_depress(p, v) * (w if p.window else np.ones_like(w))
+    return rate
 
 
 def dwdt(p: VMemParams, v, w):
@@ -179,14 +201,14 @@ def read_current(p: VMemParams, v, w):
 def constant_drive(p: VMemParams, v: float, t, w0: float | None = None):
     """Closed-form w(t) under a constant drive ``v`` applied from t = 0 (``t`` in s).
 
-    The ODE is linear in w for fixed V: dw/dt = -a*w + b with a = 1/tau + win*f(V),
-    b = w_rest/tau + f(V), so w(t) = w_inf + (w0 - w_inf)*exp(-a*t), w_inf = b/a
-    (window off: w_inf = w_rest + tau*f(V)).
+    The ODE is linear in w for fixed V: dw/dt = -a*w + b with a = 1/tau + win*(f - fd),
+    b = w_rest/tau + f + (1 - win)*fd (fd: odd branch, else 0), so
+    w(t) = w_inf + (w0 - w_inf)*exp(-a*t), w_inf = b/a (window off: w_inf = w_rest + tau*f).
     """
     w0 = p.w0 if w0 is None else w0
-    f = float(f_write(p, v))
-    a = 1.0 / p.tau + (f if p.window else 0.0)
-    w_inf = (p.w_rest / p.tau + f) / a
+    f, fd = float(f_write(p, v)), float(f_depress(p, v))
+    a = 1.0 / p.tau + ((f - fd) if p.window else 0.0)
+    w_inf = (p.w_rest / p.tau + f + (0.0 if p.window else fd)) / a
     return w_inf + (w0 - w_inf) * np.exp(-a * np.asarray(t, dtype=float))
 
 
@@ -205,11 +227,20 @@ def _scalar_rhs(p: VMemParams):
         def f(v):
             return lam * math.sinh(eta * v) * (1.0 + math.tanh((v - vth) / vs)) / 2.0
 
+    if p.odd:
+        lam, eta, vth, vs = p.lam, p.eta, p.vth, p.vs
+
+        def fd(v):
+            return lam * math.sinh(eta * v) * (1.0 + math.tanh((-v - vth) / vs)) / 2.0
+    else:
+        def fd(v):
+            return 0.0
+
     def rhs(v, w):
-        return -(w - w_rest) / tau + f(v) * (1.0 - win * w)
+        return -(w - w_rest) / tau + f(v) * (1.0 - win * w) + fd(v) * (1.0 - win + win * w)
 
     def dfdw(v):
-        return -1.0 / tau - win * f(v)
+        return -1.0 / tau - win * (f(v) - fd(v))
 
     return rhs, dfdw
 

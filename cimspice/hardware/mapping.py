@@ -29,6 +29,7 @@ from ..errors import ConfigError
 from ..ssm import SSMParams, simulate_ssm
 from . import cells
 from .devices import VMemParams, f_write
+from .presets import write_law
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,14 @@ class CircuitMapping:
 
 
 def vmem_params(cfg: Config, tau: float):
-    """VMemParams of a state device from the [device] section and its group's tau."""
+    """VMemParams of a volatile device from the [device] section (its preset's write law,
+    hardware.presets) and its group's tau."""
     d = cfg.device
-    base = VMemParams()
+    law = write_law(d, cfg.events.t_p)
     return VMemParams(
-        tau=tau, w_rest=d.w_rest, w0=d.w_rest, g_on=d.g_on, g_off=d.g_off, mode=d.mode,
-        k=d.k, vs=d.vs, lam=d.lam or base.lam, eta=d.eta or base.eta, vth=d.vth or base.vth,
-        window=d.window, read_nl=d.read_nl,
+        tau=tau, w_rest=d.w_rest, w0=d.w_rest, g_on=d.g_on, g_off=d.g_off, mode=law.mode,
+        k=law.k, vs=law.vs, lam=law.lam, eta=law.eta, vth=law.vth, window=law.window,
+        read_nl=d.read_nl, odd=law.odd,
     )
 
 
@@ -160,7 +162,7 @@ def map_ssm(ssm, cfg: Config, schedules) -> CircuitMapping:
     peak_used = np.where(driven, peak, typical)
     gains = budget / peak_used
     r_tia = gains / unit
-    if d.mode == "sinh":
+    if write_law(d, e.t_p).mode == "sinh":
         # Not an integrator: pick each driver so that the strongest single-row event writes
         # what the linear mapping would (budget * b_max / peak), then fit the gain on SPICE
         # calibration runs (simulate.calibrate). Weaker drives write less: that compression

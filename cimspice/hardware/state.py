@@ -37,43 +37,48 @@ class Element:
     value: float = 0.0      # rram: conductance (S); wire: resistance (ohm); vdc: volts
 
 
-def crossbar_elements(mapping: CircuitMapping, cfg: Config) -> list[Element]:
+def crossbar_elements(mapping: CircuitMapping, cfg: Config, *, states=None, row=None,
+                      word_line: bool = True) -> list[Element]:
     """The C_in x 2N 1T1R array, its wire segments, word line and 0 V sense sources.
 
     Cell (r, n+/-): ``row`` --RRAM-- ``m<r>_<n><s>`` --NMOS (gate wl)-- ``col``; with wire
     resistance every row and column is a chain of one segment per cell, the column chain
-    ending at its sense source.
+    ending at its sense source. ``states`` (default all) and ``row`` (r -> row node name,
+    default ``row<r>``) describe one block of the trace topology (its own rows, the columns of
+    its states); ``word_line`` adds the shared word-line source.
     """
     c = cfg.circuit
-    n_in, n_st = mapping.n_inputs, mapping.n_states
+    n_in = mapping.n_inputs
+    states = list(range(mapping.n_states)) if states is None else [int(n) for n in states]
+    row = row or (lambda r: f"row{r}")
     out = []
-    for n in range(n_st):
+    for n in states:
         for side, g_rram in (("p", mapping.g_rram_plus), ("m", mapping.g_rram_minus)):
             col = f"col{n}{side}"
             for r in range(n_in):
                 cell = f"{r}_{n}{side}"
                 if c.r_wire == 0:
-                    rnode, cnode = f"row{r}", col
+                    rnode, cnode = row(r), col
                 else:
-                    rnode, cnode = f"row{r}_c{n}{side}", f"{col}_r{r}"
+                    rnode, cnode = f"{row(r)}_c{n}{side}", f"{col}_r{r}"
                 mid = f"m{cell}" if c.access == "nmos" else cnode
                 out.append(Element("rram", cell, (rnode, mid), float(g_rram[r, n])))
                 if c.access == "nmos":
                     out.append(Element("nmos", cell, (mid, "wl", cnode, "0")))
     if c.r_wire > 0:
-        cols = [f"{n}{s}" for n in range(n_st) for s in ("p", "m")]
+        cols = [f"{n}{s}" for n in states for s in ("p", "m")]
         for r in range(n_in):
-            prev = f"row{r}_in"
+            prev = f"{row(r)}_in"
             for cn in cols:
-                out.append(Element("wire", f"row{r}_c{cn}", (prev, f"row{r}_c{cn}"), c.r_wire))
-                prev = f"row{r}_c{cn}"
+                out.append(Element("wire", f"{row(r)}_c{cn}", (prev, f"{row(r)}_c{cn}"), c.r_wire))
+                prev = f"{row(r)}_c{cn}"
         for cn in cols:
             for r in range(n_in):
                 nxt = f"col{cn}_r{r + 1}" if r + 1 < n_in else f"col{cn}"
                 out.append(Element("wire", f"col{cn}_r{r}", (f"col{cn}_r{r}", nxt), c.r_wire))
-    if c.access == "nmos":
+    if c.access == "nmos" and word_line:
         out.append(Element("vdc", "wl", ("wl", "0"), c.v_gate))
-    for n in range(n_st):
+    for n in states:
         for side in ("p", "m"):
             out.append(Element("vdc", f"sense{n}{side}", (f"col{n}{side}", "0"), 0.0))
     return out
