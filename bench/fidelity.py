@@ -14,6 +14,12 @@ Configurations:
                NRMSE <= 2 %)
   default      the built-in defaults (1T1R with V_g = 1.8 V level-1 access, linear write)
   wires-quant  default + 5 ohm wire segments + 16 conductance levels (a non-ideal array)
+  state-read   default with read pulses ([read] mode = 'pulse': sensed device currents, read slots)
+  trace-ideal  trace topology, ideal-integrator preset, read pulses, default array
+  trace-wox    trace topology, WOx-like threshold preset (saturation window on), read pulses,
+               default array (targets: retrained within 1 pp of ideal, transfer within 2 pp)
+  trace-wox-lin  trace + WOx preset with the window off on the ideal-parts array (V_g = 5 V):
+               target state NRMSE <= 0.5 %
 
     python bench/fidelity.py                 # all datasets, n = 96 samples each (72 train / 24 test)
     python bench/fidelity.py --n 48 --datasets dvs-bars
@@ -36,7 +42,13 @@ CONFIGS = {
                    "[sim]\nreltol = 1e-6\n",
     "default": "",
     "wires-quant": "[circuit]\nr_wire = 5.0\nlevels = 16\n",
+    "state-read": "[read]\nmode = 'pulse'\n",
+    "trace-ideal": "[circuit]\ntopology = 'trace'\n[device]\npreset = 'ideal'\n[read]\nmode = 'pulse'\n",
+    "trace-wox": "[circuit]\ntopology = 'trace'\n[device]\npreset = 'wox'\n[read]\nmode = 'pulse'\n",
+    "trace-wox-lin": "[circuit]\ntopology = 'trace'\nv_gate = 5.0\n[device]\npreset = 'wox'\n"
+                     "window = false\n[read]\nmode = 'pulse'\n",
 }
+DEFAULT_CONFIGS = ["ideal-parts", "default", "wires-quant"]
 
 
 def main() -> None:
@@ -44,7 +56,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=96, help="samples per dataset (75 %% train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--datasets", nargs="+", default=["dvs-bars", "dvs-digits", "audio-chirps"])
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="keep run directories here")
     ap.add_argument("--engine", default="ngspice", help="engine of the circuit runs")

@@ -276,6 +276,11 @@ def reserve_reads(schedule: PulseSchedule, reads, t_read: float, guard: float) -
             start = z1[m]
             m += 1
         new[i] = start + h
+        if i and row[i - 1] == row[i] and new[i] != on[i]:
+            # the gap exactly as PulseSchedule checks it; rounding must not undercut min_gap
+            prev_end = new[i - 1] + wd[i - 1] + h
+            while (new[i] - h) - prev_end < schedule.min_gap:
+                new[i] = np.nextafter(new[i], np.inf)
         delayed += new[i] != on[i]
         cursor = start + length + schedule.min_gap
     t_on[order] = new

@@ -73,10 +73,13 @@ def test_first_subckt_is_vmem_and_defaults_match_python():
     lib = _subckt_defaults(text, "vmem")
     py = {k: float(v) for k, v in (kv.split("=") for kv in D.VMemParams().spice_params().split())}
     assert lib == py
-    # the Verilog-A module declares the same names with the same defaults
+    # the Verilog-A module declares the same names with the same defaults, plus the odd-branch
+    # switch (off); ngspice has that branch as the separate subcircuit vmem_odd
     va = {m[0]: float(m[1]) for m in re.findall(
         r"parameter\s+(?:real|integer)\s+(\w+)\s*=\s*([-+0-9.eE]+)", D.va_path().read_text())}
-    assert va == py
+    assert va == {**py, "odd": 0.0}
+    odd = _subckt_defaults(text, "vmem_odd")
+    assert odd == {**py, "mode": 1.0}
 
 
 def test_cell_card_matches_python_defaults():
