@@ -29,7 +29,7 @@ demo: $(STAMP)
 # tier 3 + 5 (golden table, ngspice and VACASK side by side), then tiers 1, 2, 4, 5 as tests
 validate: $(STAMP)
 	$(PYTHON) -m cimspice.cli validate
-	$(PYTHON) -m pytest tests/test_devices.py tests/test_circuit.py tests/test_validate.py -q
+	$(PYTHON) -m pytest tests/test_devices.py tests/test_circuit.py tests/test_validate.py tests/test_trace_golden.py -q
 
 # speed: one layer (table + ratios), then the 2-process speed-up of evaluate
 bench: $(STAMP)

@@ -235,8 +235,17 @@ def run_state_decks(prep, t, v, n_tiles: int, wdir, keep_waveforms: bool):
 
 
 def check_tiled(cfg: Config) -> None:
-    """One-line ConfigError for what the tiled decomposition cannot simulate exactly."""
+    """One-line ConfigError for what the tiled decomposition cannot simulate exactly (or at all:
+    its tile and state decks implement the 'state' topology with state-node probes only)."""
     c = cfg.circuit
+    if c.topology != "state":
+        raise ConfigError(f"ngspice-tiled: [circuit] topology = {c.topology!r}: the tile and state "
+                          f"decks implement the 'state' topology only; fix: use --engine ngspice "
+                          f"(or set topology = 'state')")
+    if cfg.read.mode != "node":
+        raise ConfigError(f"ngspice-tiled: [read] mode = {cfg.read.mode!r}: the state decks probe the "
+                          f"device w nodes and have no read pulses or read sensing; fix: set [read] "
+                          f"mode = 'node' or use --engine ngspice")
     if c.tile_rows > 0 and c.r_wire > 0:
         raise ConfigError(f"ngspice-tiled: [circuit] tile_rows = {c.tile_rows} with r_wire = "
                           f"{c.r_wire:g}: row tiles with their own column wires are a different "

@@ -26,14 +26,25 @@ from .netlist import (DeckInfo, crossbar_lines, options_line, pwl_source, read_p
 
 
 def trace_row_points(schedule: PulseSchedule, row: int, v_write: float, v_read: float):
-    """PWL corners of device row ``row``: its write pulses (``v_write``) and every read pulse."""
+    """PWL corners of device row ``row``: its write pulses (``v_write``) and every read pulse.
+
+    With ``[read] guard = 0`` a write pulse delayed past a read slot starts exactly where the
+    read pulse ends (and one may end where a read starts): the two 0 V corners would repeat a
+    PWL time (as printed), which ngspice 39 accepts but evaluates wrongly (measured: the states
+    after it off by ~10 %); the repeated corner is dropped, the waveform is the same."""
     sel = schedule.row == row
     r_on, r_w = schedule.read_corners()
     t_on = np.r_[schedule.t_on[sel], r_on]
     width = np.r_[schedule.width[sel], r_w]
     level = np.r_[np.full(int(sel.sum()), v_write), np.full(r_on.size, v_read)]
     o = np.argsort(t_on, kind="stable")
-    return trapezoid_points(t_on[o], width[o], level[o], schedule.t_rise)
+    pts = trapezoid_points(t_on[o], width[o], level[o], schedule.t_rise)
+    out = pts[:1]
+    for t, v in pts[1:]:
+        if spice_number(t) == spice_number(out[-1][0]) and v == out[-1][1]:
+            continue
+        out.append((t, v))
+    return out
 
 
 def block_row(k: int):
@@ -86,7 +97,7 @@ def build_trace_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Conf
     out.append(f"*   write / read pulse   v_write = {spice_number(d.v_write)} V, "
                f"v_read = {spice_number(rd.v_read)} V for {spice_number(rd.t_read)} s")
     if pulse:
-        base = "I(Vsref<k>) (reference device)" if reference else "g_off * v_read (ideal)"
+        base = "I(Vsref<k>) (reference device)" if reference else "G(w_rest) * v_read (ideal)"
         out.append(f"*   sense stage          V(x<k>r<r>) = R_k * (I(Vsd<r>_<k>) - {base}) * V(gate)")
         out.append("*   column pair current  I_n = I(Vsense<n>p) - I(Vsense<n>m) at the read centres")
         out.append(f"*   SSM state estimate   x_n = I_n / g_n  (gain method: {mapping.gain_method})")
@@ -133,7 +144,7 @@ def build_trace_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Conf
     info_extra: dict = {}
     if pulse:
         r_k = mapping.info["sense_r"]
-        goff = spice_number(d.g_off)
+        goff = spice_number(d.g_off + (d.g_on - d.g_off) * d.w_rest)   # G(w_rest): the rest baseline
         rdv = "V(dref)" if d.read_nl == 0 else \
             f"sinh({spice_number(d.read_nl)} * V(dref)) / {spice_number(d.read_nl)}"
         out.append("* ---- gated sense stages: baseline-subtracted device current -> crossbar row ----")

@@ -207,7 +207,7 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     if rd.baseline == "reference":
         i_base = g(w_ref)[:, None, :] * rdv[:, R, None, None]
     else:
-        i_base = np.broadcast_to(d.g_off * rdv[:, R, None, None], i_dev.shape)
+        i_base = np.broadcast_to(g(d.w_rest) * rdv[:, R, None, None], i_dev.shape)
     r_k = np.asarray(mapping.info["sense_r"], float)
     vx = r_k[None, None, :] * (i_dev - i_base) * gate[:, None, None]   # (M, R, K)
     sensed = np.zeros((st.size, N))

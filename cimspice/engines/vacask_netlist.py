@@ -58,7 +58,18 @@ def _vacask_wave(points) -> str:
 
 
 def vacask_check(cfg: Config) -> None:
-    """One-line ConfigError for the parts VACASK cannot express without extra Verilog-A models."""
+    """One-line ConfigError for the parts VACASK cannot express without extra Verilog-A models
+    (or that this writer does not emit: the trace topology, read pulses). The odd write branch
+    ([device] odd_write) is supported: vmem.va has the ``odd`` parameter."""
+    if cfg.circuit.topology != "state":
+        raise ConfigError(f"config: [circuit] topology = {cfg.circuit.topology!r}: the VACASK backend "
+                          "writes the 'state' topology only (the trace deck's gated sense stage is a "
+                          "behavioural B-source product, which VACASK has no element for); set "
+                          "topology = 'state' or simulate with ngspice")
+    if cfg.read.mode != "node":
+        raise ConfigError(f"config: [read] mode = {cfg.read.mode!r}: the VACASK backend probes the "
+                          "state nodes and writes no read pulses or read sensing; set mode = 'node' "
+                          "or simulate with ngspice")
     if cfg.circuit.rram_read_nl != 0:
         raise ConfigError("config: [circuit] rram_read_nl: the VACASK backend models RRAM cells as "
                           "linear resistors only; set rram_read_nl = 0 or simulate with ngspice")

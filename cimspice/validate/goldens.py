@@ -115,11 +115,17 @@ def _golden_meta(case: Case, tr: Traces) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cimspice_version": __version__, "deck_sha256": case.deck_sha256,
         "tolerances": {s.name: [s.tol.reltol, s.tol.abstol] for s in case.signals},
+        "simulators": "ngspice, twin" if case.no_vacask else "ngspice, vacask, twin",
+        "no_vacask": case.no_vacask,
+        "compared_at_reads": [s.name for s in case.signals if s.at_reads],
+        "read_times": list(case.read_times),
+        "differences": {s.name: f"{s.ngspice} - {s.minus}" for s in case.signals if s.minus},
     }
 
 
 def write_golden(case: Case, tr: Traces, directory) -> None:
-    """Write ``<case>.npz``, ``.cir`` and ``.sim`` atomically (temp file + rename, each).
+    """Write ``<case>.npz``, ``.cir`` and ``.sim`` atomically (temp file + rename, each); a case
+    that VACASK does not run has no ``.sim`` (a stale one is removed).
 
     Signals are stored as float32: 6e-8 relative precision, 1e-4 of the tightest tolerance
     (reltol 1e-3), at half the size; time stays float64 (breakpoints 1 us apart over 0.1 s).
@@ -133,6 +139,9 @@ def write_golden(case: Case, tr: Traces, directory) -> None:
             np.savez_compressed(f, time=tr.time, signals=sig, names=names, meta=meta)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are shared in the repository
     for key, text in (("cir", case.ngspice_deck), ("sim", case.vacask_deck)):
+        if not text:
+            paths[key].unlink(missing_ok=True)
+            continue
         with atomic_path(paths[key]) as tmp:
             tmp.write_text(text, encoding="utf-8")
             os.chmod(tmp, 0o644)

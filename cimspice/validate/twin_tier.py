@@ -1,7 +1,10 @@
 """The twin tier of the validation: every golden case run on the circuit twin and compared with
 ngspice at ngspice's time points (normalised RMS, the VACASK tier's norm, limit 0.5 %).
 
-Layer cases run the twin on the case's prepared circuit. A single-device case is the device
+Layer cases run the twin on the case's prepared circuit; the read-pulse cases give the twin's
+device w (state devices, or trace and reference devices) at ngspice's time points and its sensed
+column-pair difference ``s<n>`` (compared at the reads; the twin has no separate column
+currents, so ``i<n>p/m`` are left out). A single-device case is the device
 driven by its PWL source: the twin runs it as a one-row, one-state layer of plain resistors whose
 write driver has unit transfer (V_device = V_source exactly), started from the case's w0; the read
 current is I = G(w)·V from the device equations.
@@ -16,6 +19,7 @@ import numpy as np
 from .. import __version__
 from ..config import Config
 from ..engines.twin import run_twin
+from ..engines.twin_trace import run_twin_trace
 from ..hardware.devices import VMemParams, read_current
 from ..hardware.mapping import CircuitMapping
 from ..schedule import PulseSchedule
@@ -56,11 +60,25 @@ def run_twin_case(case: Case, times: np.ndarray) -> Traces:
     grid = np.asarray(times, float)
     t0 = time.perf_counter()
     signals = {}
-    if case.prepared is not None:
+    if case.prepared is not None and case.prepared.cfg.circuit.topology == "trace":
+        prep = case.prepared
+        out = run_twin_trace(prep.mapping, prep.schedule, prep.cfg, grid)
+        R, K = out["w_trace"].shape[1:]
+        for r in range(R):
+            for k in range(K):
+                signals[f"d{r}{k}"] = out["w_trace"][:, r, k]
+        for k in range(K):
+            signals[f"r{k}"] = out["w_ref"][:, k]
+        for n in range(prep.mapping.n_states):      # I+ - I- (A); exact at the read instants
+            signals[f"s{n}"] = out["sensed"][:, n]
+    elif case.prepared is not None:
         prep = case.prepared
         out = run_twin(prep.mapping, prep.schedule, prep.cfg, grid)
         for n in range(prep.mapping.n_states):
             signals[f"w{n}p"], signals[f"w{n}m"] = out["w_plus"][:, n], out["w_minus"][:, n]
+        if "sensed" in out:   # read pulses: (w+ - w-) x the read level; I+ - I- at the reads
+            for n in range(prep.mapping.n_states):
+                signals[f"s{n}"] = out["sensed"][:, n] * prep.deck_info.i_scale
     else:
         p, pts = case.device
         mapping, sch, cfg = _device_layer(p, pts, case.t_stop)
