@@ -29,7 +29,6 @@ from cimspice.config import Config
 from cimspice.datasets import audio_stream, make_dataset
 from cimspice.engines import twin_crossbar
 from cimspice.engines.registry import get_engine
-from cimspice.hardware.mapping import states_from_w
 from cimspice.pipeline import nrmse
 
 CONFIGS = {   # name: config sections
@@ -43,6 +42,15 @@ CONFIGS = {   # name: config sections
     "sinh+window": {"device": {"mode": "sinh", "window": True}, "sim": {"reltol": 1e-5}},
     "r_wire=5,1R": {"circuit": {"r_wire": 5.0, "access": "none"}},
     "r_wire=5,1T1R": {"circuit": {"r_wire": 5.0}},
+    "read=pulse": {"read": {"mode": "pulse"}},
+    "trace,ideal": {"circuit": {"topology": "trace"}, "device": {"preset": "ideal"},
+                    "read": {"mode": "pulse"}},
+    "trace,wox": {"circuit": {"topology": "trace"}, "device": {"preset": "wox"},
+                  "read": {"mode": "pulse"}},
+    "trace,wox,1R": {"circuit": {"topology": "trace", "access": "none"},
+                     "device": {"preset": "wox"}, "read": {"mode": "pulse"}},
+    "trace,wox,r_wire=5": {"circuit": {"topology": "trace", "r_wire": 5.0},
+                           "device": {"preset": "wox"}, "read": {"mode": "pulse"}},
 }
 
 
@@ -62,7 +70,7 @@ def one(prep) -> dict:
         tw.run(prep)
         warm.append(time.perf_counter() - t0)
     m = prep.mapping
-    err = nrmse(states_from_w(b.w_plus, b.w_minus, m), states_from_w(a.w_plus, a.w_minus, m))
+    err = nrmse(b.signal / m.gains, a.signal / m.gains)    # sensed states (w+ - w- for 'node')
     return {"ngspice": t_ng, "cold": cold, "warm": statistics.median(warm), "nrmse": err}
 
 
