@@ -252,7 +252,7 @@ def check_config(cfg: Config, where: str = "config") -> Config:
     need(e.channel_pool >= 1, "events", "channel_pool", "must be >= 1 (1 = no audio channel pooling)")
     need(e.time_scale > 0, "events", "time_scale", "must be > 0")
     need(e.t_p > 0, "events", "t_p", "pulse width must be > 0 s")
-    need(e.t_p * 1e-3 <= e.t_rise < e.t_p, "events", "t_rise",
+    need(e.t_p * 1e-3 * (1 - 1e-12) <= e.t_rise < e.t_p, "events", "t_rise",   # (rounding of t_p/1000)
          "edge time must be >= t_p/1000 and < t_p (shorter edges defeat the solver's time resolution)")
     need(e.min_gap > 0, "events", "min_gap", "must be > 0 s (touching pulses abort ngspice)")
     need(e.t_end_us >= 0, "events", "t_end_us", "must be >= 0 µs (0 = end at the last event)")

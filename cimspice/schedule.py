@@ -240,9 +240,10 @@ def reserve_reads(schedule: PulseSchedule, reads, t_read: float, guard: float) -
     read trapezoid delayed to just after that slot (docs/design.md "Read slots").
 
     A delayed pulse keeps its width and amplitude; later pulses of its row are pushed on as
-    needed to keep ``min_gap`` (a write queue, as in hardware), so no input is lost and both the
-    ideal SSM and the circuit see the same delayed schedule. Raises InputError when slots
-    overlap or a pulse is longer than the time between two slots.
+    needed to keep ``min_gap`` (a write queue, as in hardware), so no pulse is dropped and both
+    the ideal SSM and the circuit see the same delayed schedule (a pulse pushed past the last
+    read reaches no sample of either: rare, a schedule loss the software reference shows).
+    Raises InputError when slots overlap or a pulse is longer than the time between two slots.
     """
     reads = np.asarray(reads, dtype=np.float64)
     h = schedule.t_rise / 2
@@ -348,6 +349,9 @@ def schedule_sample(sample: EventSample, cfg: Config) -> PulseSchedule:
                         merge=e.merge, time_scale=e.time_scale,
                         t_end=e.t_end_us if e.t_end_us > 0 else None)
     if cfg.read.mode == "pulse":   # sample times become global read slots
-        sch = reserve_reads(sch, default_sample_times(sch.duration, cfg.ssm.n_samples),
-                            cfg.read.t_read, cfg.read.guard)
+        try:
+            sch = reserve_reads(sch, default_sample_times(sch.duration, cfg.ssm.n_samples),
+                                cfg.read.t_read, cfg.read.guard)
+        except InputError as exc:
+            raise InputError(f"{sample.source}: {exc}") from None
     return sch

@@ -209,7 +209,8 @@ def constant_drive(p: VMemParams, v: float, t, w0: float | None = None):
     f, fd = float(f_write(p, v)), float(f_depress(p, v))
     a = 1.0 / p.tau + ((f - fd) if p.window else 0.0)
     w_inf = (p.w_rest / p.tau + f + (0.0 if p.window else fd)) / a
-    return w_inf + (w0 - w_inf) * np.exp(-a * np.asarray(t, dtype=float))
+    at = a * np.asarray(t, dtype=float)
+    return w0 * np.exp(-at) - w_inf * np.expm1(-at)     # w_inf (1 - e^-at) without cancellation
 
 
 def _scalar_rhs(p: VMemParams):

@@ -82,7 +82,7 @@ def write_law(device, t_p: float) -> WriteLaw:
     if d.preset == "wox":
         eta = d.eta or WOX_ETA
         vth = d.vth or WOX_VTH
-        f_w = -math.log1p(-d.dw_pulse) / t_p
+        f_w = (-math.log1p(-d.dw_pulse) if d.window is not False else d.dw_pulse) / t_p
         lam = f_w / (math.sinh(eta * d.v_write) * _gate(d.v_write, vth, d.vs))
         return WriteLaw("sinh", d.window is not False, 1000.0, lam, eta, vth, d.vs, d.odd_write)
     return WriteLaw(d.mode, d.window is True, d.k, d.lam or SINH_LAM, d.eta or SINH_ETA,
@@ -97,8 +97,9 @@ def check_device_preset(cfg, where: str = "config") -> None:
     def bad(section: str, key: str, msg: str):
         raise ConfigError(f"{where}: [{section}] {key}: {msg}")
 
+    law = write_law(d, e.t_p)
     for key in _OWNED[d.preset]:
-        if getattr(d, key) != _DEFAULTS[key]:
+        if getattr(d, key) != _DEFAULTS[key] and not (key == "mode" and d.mode == law.mode):
             if d.preset == "custom":
                 bad("device", key, "only the 'ideal' and 'wox' presets use it; set preset or "
                                    "remove the key")
@@ -107,10 +108,12 @@ def check_device_preset(cfg, where: str = "config") -> None:
     if d.preset == "ideal" and d.window is True:
         bad("device", "window", "the 'ideal' preset is the linear integrator without window; "
                                 "remove the key or use preset = 'custom'")
-    law = write_law(d, e.t_p)
     if law.odd and law.mode != "sinh":
         bad("device", "odd_write", "the odd (depressing) branch is a sinh-mode option; the "
                                    "linear device pair is already odd; remove the key")
+    if law.odd and not law.window:
+        bad("device", "odd_write", "the depressing branch needs the window (it keeps w >= 0); "
+                                   "set window = true or remove odd_write")
     threshold = law.mode == "sinh"
     if threshold and c.topology == "state" and d.preset == "wox":
         bad("device", "preset", "a threshold device cannot integrate the 'state' topology's "
@@ -118,7 +121,10 @@ def check_device_preset(cfg, where: str = "config") -> None:
     if threshold and (c.topology == "trace" or d.preset == "wox") and d.v_write <= law.vth:
         bad("device", "v_write", f"{d.v_write:g} V does not exceed the write threshold vth = "
                                  f"{law.vth:g} V; raise v_write")
-    if r.mode == "pulse":
+    # trace: the read pulse reaches the devices that hold the traces. (state: it reaches both
+    # devices of a pair alike, so it cancels in w+ - w- for the integrator and is ~0 below a
+    # sinh threshold; there is no fixed write pulse to compare it with.)
+    if r.mode == "pulse" and c.topology == "trace":
         dw_w = law.dw_from_zero(d.v_write, e.t_p)
         dw_r = law.dw_from_zero(r.v_read, r.t_read)
         if not dw_r <= READ_DISTURB_MAX * dw_w:
