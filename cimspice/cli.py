@@ -213,9 +213,12 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
     res = run_engine(prep, engine=engine, keep_waveforms=waveforms)
     write_result(output, assemble_result(prep, res))
     sch, m = prep.schedule, prep.mapping
+    delayed = f", {sch.n_delayed} delayed out of {sch.reads.size} read slots" if sch.reads.size else ""
     click.echo(f"events        {sch.n_events} ({sch.n_merged} merged, {sch.n_dropped} dropped) -> "
-               f"{sch.n_pulses} pulses on {sch.n_rows} rows")
-    click.echo(f"layer         {m.n_inputs} x {m.n_states} states, gain {m.gain_method}, "
+               f"{sch.n_pulses} pulses on {sch.n_rows} rows{delayed}")
+    c = prep.cfg
+    click.echo(f"layer         {m.n_inputs} x {m.n_states} states, {c.circuit.topology} topology, "
+               f"device preset {c.device.preset}, read {c.read.mode}, gain {m.gain_method}, "
                f"headroom {m.headroom:.2f}")
     click.echo(f"{res.engine:13s} {res.version}, {res.engine_time_s:.2f} s (wall {res.wall_time_s:.2f} s)")
     click.echo(f"state NRMSE   {res.nrmse * 100:.3f} % vs ideal '{cfg.ssm.method}' SSM")
