@@ -4,11 +4,12 @@ odd (depressing) write branch, from the closed form and against the real ngspice
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cimspice.config import config_from_toml
+from cimspice.config import config_from_toml, load_config
 from cimspice.engines.ngspice import run_ngspice
 from cimspice.errors import ConfigError, DeviceParamError
 from cimspice.hardware import devices as D
@@ -237,3 +238,11 @@ def test_vmem_odd_in_ngspice_matches_closed_form():
     assert abs(float(w[0]) - p.w0) < 1e-9
     assert np.max(np.abs(w - ref)) < 1e-3 * change
     assert abs(float(w[-1]) - float(ref[-1])) < 1e-3 * change
+
+
+@pytest.mark.parametrize("name", ["trace_wox.toml", "trace_ideal.toml"])
+def test_shipped_example_configs_load(name):
+    """The README's example configs are valid and say what they claim."""
+    cfg = load_config(Path(__file__).resolve().parent.parent / "examples" / name)
+    assert cfg.circuit.topology == "trace" and cfg.read.mode == "pulse"
+    assert cfg.device.preset == name.split("_")[1].split(".")[0]
