@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="keep run directories here")
     ap.add_argument("--engine", default="ngspice", help="engine of the circuit runs")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --keep: resume the kept run directories (finished samples are not "
+                         "simulated again) instead of starting them afresh")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +75,7 @@ def main() -> None:
                 run = base / f"{ds}-{name}"
                 cmd = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", ds, "--n", str(a.n),
                        "--seed", str(a.seed), "--circuit-train", "--no-plots", "-c", str(cfg), "-o", str(run),
-                       "--force", "--engine", a.engine]
+                       "--engine", a.engine] + ([] if a.resume and a.keep else ["--force"])
                 if a.jobs:
                     cmd += ["--jobs", str(a.jobs)]
                 t0 = time.perf_counter()
