@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__
 from . import datasets as dsets
 from . import validate as val
 from .config import load_config
+from .energy import summary_lines as energy_summary
 from .engines.registry import DEFAULT_ENGINE, ENGINES, doctor_report, get_engine
 from .text import safe_text
 from .errors import CimspiceError, InputError
@@ -224,6 +226,13 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
     click.echo(f"state NRMSE   {res.nrmse * 100:.3f} % vs ideal '{cfg.ssm.method}' SSM")
     click.echo(f"schedule      {nrmse(prep.ideal, prep.software) * 100:.3f} % NRMSE, ideal '{cfg.ssm.method}' "
                f"SSM vs software reference (dirac on the raw events)")
+    if res.energy is not None:
+        for line in energy_summary(res.energy, c, n_states=m.n_states, n_groups=int(np.unique(m.tau).size)):
+            click.echo(line)
+    else:
+        why = "[energy] accounting = false" if not c.energy.accounting else \
+            f"the {res.engine} engine does not account energy (ngspice and twin do)"
+        click.echo(f"energy        n/a ({why})")
     click.echo(f"wrote         {output}")
 
 
@@ -238,7 +247,11 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
 @click.option("--seed", type=int, default=None, help="Dataset seed (built-in NAME only; default 0).")
 @click.option("--n-train", type=int, default=None, help="First N training samples (default: all).")
 @click.option("--n-test", type=int, default=None, help="First N test samples (default: all).")
-@click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: number of cores).")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Local Dask worker processes, one thread each (default: number of cores).")
+@click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
+              help="Run the engine on an existing Dask cluster (`dask scheduler` + `dask worker`) "
+                   "instead of local workers; the run directory is written by this process.")
 @click.option("--config", "-c", "config", type=click.Path(), default=None, help="TOML configuration.")
 @click.option("--weights", "-w", type=click.Path(), default=None, help="SSM weights .npz (B, taus, groups).")
 @click.option("--circuit-train", "--spice-train", "circuit_train", is_flag=True,
@@ -252,11 +265,12 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Run directory.")
 @friendly_errors
-def evaluate(dataset, test_dataset, n, seed, n_train, n_test, jobs, config, weights, circuit_train,
-             engine, readout, strict, force, retry_failed, no_plots, output):
+def evaluate(dataset, test_dataset, n, seed, n_train, n_test, jobs, scheduler, config, weights,
+             circuit_train, engine, readout, strict, force, retry_failed, no_plots, output):
     """Accuracy of the simulated hardware over a dataset: ideal vs circuit states, readout, report."""
     opts = evaluation.Options(dataset=dataset, run_dir=Path(output), n=n, seed=seed, n_train=n_train,
-                              n_test=n_test, jobs=jobs, config=config, weights=weights,
+                              n_test=n_test, jobs=jobs, scheduler=scheduler, config=config,
+                              weights=weights,
                               circuit_train=circuit_train, readout=readout, strict=strict,
                               force=force, retry_failed=retry_failed, plots=not no_plots,
                               engine=engine, test_dataset=test_dataset)

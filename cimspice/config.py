@@ -1,8 +1,9 @@
 """Run configuration: frozen dataclasses, loaded from TOML, written back as TOML text.
 
 One file configures the whole data flow (``[events]``, ``[ssm]``, ``[device]``, ``[circuit]``,
-``[read]``, ``[sim]``). Every key has a default, so every command works without a file. Unknown sections or
-keys and wrong types are refused with one line naming the file and the key.
+``[read]``, ``[sim]``, ``[energy]``). Every key has a default, so every command works without a
+file. Unknown sections or keys and wrong types are refused with one line naming the file and the
+key.
 """
 
 from __future__ import annotations
@@ -129,6 +130,21 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class EnergyConfig:
+    """Energy accounting (docs/design.md "Energy and latency").
+
+    ``accounting`` adds integrator nodes to the ngspice deck (and the twin computes the same
+    breakdown): a B-source of the delivered power into a 1 F capacitor per component. They do
+    not move ngspice's time steps (measured: the same time points, states equal to 1e-13;
+    bench/energy_cost.py measures the time cost). The circuit's behavioural stages are ideal and
+    ADCs are not in the circuit: ``adc_per_read_J`` adds a user figure per conversion (one
+    state at one read)."""
+
+    accounting: bool = True       # energy integrators in the ngspice deck / the twin's breakdown
+    adc_per_read_J: float = 0.0   # energy of one ADC conversion (one state at one read), J
+
+
+@dataclass(frozen=True)
 class Config:
     events: EventConfig = field(default_factory=EventConfig)
     ssm: SSMConfig = field(default_factory=SSMConfig)
@@ -136,6 +152,7 @@ class Config:
     circuit: CircuitConfig = field(default_factory=CircuitConfig)
     read: ReadConfig = field(default_factory=ReadConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
 
     def replace(self, **sections: dict) -> "Config":
         """Validated copy with some keys changed: ``cfg.replace(circuit={'r_wire': 2.0})``.
@@ -164,7 +181,7 @@ class Config:
         return hashlib.sha256(self.to_toml().encode()).hexdigest()[:16]
 
 
-_SECTIONS = ("events", "ssm", "device", "circuit", "read", "sim")
+_SECTIONS = ("events", "ssm", "device", "circuit", "read", "sim", "energy")
 
 _CHOICES = {
     ("events", "merge"): ("extend", "count", "drop"),
@@ -297,6 +314,8 @@ def check_config(cfg: Config, where: str = "config") -> Config:
     need(m.abstol > 0 and m.vntol > 0, "sim", "abstol", "abstol and vntol must be > 0")
     need(m.maxstep_per_tau >= 1, "sim", "maxstep_per_tau", "must be >= 1")
     need(m.timeout > 0, "sim", "timeout", "must be > 0 s")
+    need(cfg.energy.adc_per_read_J >= 0, "energy", "adc_per_read_J",
+         "energy of one ADC conversion must be >= 0 J")
     check_device_preset(cfg, where)
     return cfg
 

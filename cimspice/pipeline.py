@@ -24,6 +24,7 @@ import numpy as np
 from . import __version__
 from .config import Config, load_config
 from .datasets import dataset_split
+from .energy import energy_figures
 from .engines.netlist import DeckInfo, build_deck
 from .engines.registry import DEFAULT_ENGINE, get_engine
 from .errors import ConfigError, EventFileError, InputError
@@ -207,6 +208,7 @@ class SimResult:
     version: str               # simulator version
     log: str
     waveforms: dict = field(default_factory=dict)
+    energy: dict | None = None  # energy.energy_figures (None: not accounted by the engine)
 
     @property
     def ideal(self) -> np.ndarray:
@@ -237,7 +239,16 @@ def simulate(prep: Prepared, *, engine: str = DEFAULT_ENGINE, keep_waveforms: bo
     return SimResult(prepared=prep, engine=run.engine, circuit=x_hat, w_plus=run.w_plus,
                      w_minus=run.w_minus, nrmse=nrmse(x_hat, prep.ideal), engine_time_s=run.elapsed_s,
                      wall_time_s=time.perf_counter() - t0, version=run.version, log=run.log,
-                     waveforms=run.waveforms)
+                     waveforms=run.waveforms, energy=sample_energy(prep, run.energy))
+
+
+def sample_energy(prep: Prepared, components: dict | None) -> dict | None:
+    """The /energy figures of one sample from an engine's component energies (J), or None."""
+    if components is None:
+        return None
+    sch = prep.schedule
+    return energy_figures(components, cfg=prep.cfg, n_events=sch.n_events, n_pulses=sch.n_pulses,
+                          n_reads=int(prep.sample_times.size), n_states=prep.mapping.n_states)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,9 +280,10 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
         if prep.software is not None:   # what the schedule (merging, pulse width) costs
             metrics["schedule_nrmse"] = nrmse(prep.ideal, prep.software)
         run_attrs.update(config=prep.cfg.to_toml(), seed=prep.cfg.ssm.seed, source=prep.source)
-    waveforms = {}
+    waveforms, energy = {}, {}
     metrics.update(state_nrmse=float("nan"), engine_time_s=0.0)
     if sim is not None:
+        energy = dict(sim.energy or {})
         metrics.update(state_nrmse=sim.nrmse, engine_time_s=sim.engine_time_s,
                        wall_time_s=sim.wall_time_s)
         run_attrs.update(engine=sim.engine, ngspice_version=sim.ngspice_version,
@@ -294,4 +306,4 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
                   circuit=None if sim is None else sim.circuit[None],
                   events=events, model=model_group,
                   labels=None if label is None else np.array([label]), metrics=metrics,
-                  attrs={**run_attrs, **(attrs or {})}, waveforms=waveforms)
+                  attrs={**run_attrs, **(attrs or {})}, waveforms=waveforms, energy=energy)

@@ -1,4 +1,6 @@
-"""Issue 6: `cimspice evaluate` over a dataset (real ngspice), resume, report, plots, bad input.
+"""Issue 6: `cimspice evaluate` over a dataset (real ngspice), resume, report, plots, bad input;
+issue 13: on dask.distributed (local workers or --scheduler): the same results either way,
+Ctrl-C, a SIGKILLed run, a SIGKILLed worker (its ngspice dies with it, its task is rerun).
 
 A tiny dataset keeps ngspice fast: 8x8 DVS bars, one speed (4 classes), 60 ms streams,
 12 samples (8 train, 4 test); pooling 4 -> 8 input rows, 4 states, plain-resistor cells.
@@ -183,11 +185,18 @@ def test_jobs2_gives_the_same_results_as_jobs1(run_a, run_b):
     assert report(run_b)["timing"]["jobs"] == 2
 
 
-def test_same_seed_gives_identical_state_arrays(tiny, tmp_path):
+def on_cluster(dask_scheduler) -> list[str]:
+    """Run on the session's cluster (conftest.py): tests whose point is not where the engine
+    runs save a local cluster start-up each."""
+    return ["--scheduler", dask_scheduler["address"]]
+
+
+def test_same_seed_gives_identical_state_arrays(tiny, tmp_path, dask_scheduler):
     runs = []
     for name in ("s1", "s2"):
         res = cli("evaluate", "--dataset", "dvs-bars", "--n", 16, "--seed", 3, "--n-train", 8,
-                  "--n-test", 1, "--config", tiny["config"], "--no-plots", "-o", tmp_path / name)
+                  "--n-test", 1, "--config", tiny["config"], "--no-plots", *on_cluster(dask_scheduler),
+                  "-o", tmp_path / name)
         assert res.exit_code == 0, res.stderr
         runs.append(tmp_path / name)
     for kind in ("ideal", "circuit"):
@@ -203,30 +212,61 @@ def test_same_seed_gives_identical_state_arrays(tiny, tmp_path):
     assert not np.array_equal(other.events[: d1["events"].size], d1["events"][: other.events.size])
 
 
-def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path):
-    out = tmp_path / "killed"
-    args = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", str(tiny["data"]),
-            "--config", str(tiny["config"]), "--jobs", "1", "--no-plots", "-o", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    while not list((out / "samples").glob("test_*.h5")):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "no sample file appeared"
+def _worker_pids(parent: int) -> list[int]:
+    """Dask worker processes under ``parent`` (spawned by its nannies)."""
+    return [pid for pid in children_of(parent) if b"spawn_main" in _cmdline(pid)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _simulators(workers: list[int]) -> list[int]:
+    """ngspice processes started by ``workers`` (their own sessions: not in the workers' group)."""
+    return [k for w in workers for k in children_of(w) if b"ngspice" in _cmdline(k)]
+
+
+def _wait_for(cond, timeout: float, what: str, proc=None):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if proc is not None:
+            assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, what
         time.sleep(0.02)
-    workers = children_of(proc.pid)
+
+
+def _cli_argv(*args) -> list[str]:
+    return [sys.executable, "-m", "cimspice.cli", *map(str, args)]
+
+
+_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path, dask_scheduler):
+    out = tmp_path / "killed"
+    args = _cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
+                     "--no-plots", "-o", out)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV)
+    _wait_for(lambda: list((out / "samples").glob("test_*.h5")), 120, "no sample file appeared", proc)
+    workers = _worker_pids(proc.pid)
+    sims = _simulators(workers)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
     assert not (out / "report.json").exists()
-    # The orphaned worker finishes its sample (written atomically) and exits once it finds its
-    # task queue closed; wait for it so that the check for temp files below is deterministic.
-    while any(alive(pid) for pid in workers):
-        assert time.monotonic() < deadline, "orphaned worker did not exit"
-        time.sleep(0.05)
+    # The orphaned workers exit at once (Dask: their nanny, in the killed process, is gone) and
+    # their reapers kill the ngspice they were running: nothing runs on for nobody.
+    _wait_for(lambda: not any(alive(pid) for pid in workers + sims), 30,
+              "orphaned workers or their ngspice did not exit")
 
-    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
-              "--no-plots", "-o", out)
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"],
+              *on_cluster(dask_scheduler), "--no-plots", "-o", out)   # resumes wherever it runs
     assert res.exit_code == 0, res.stderr
     rep = report(out)
     assert rep["timing"]["n_simulated"] < 4  # finished samples were skipped, not redone
@@ -240,34 +280,127 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path)
 
 def test_ctrl_c_stops_cleanly(tiny, tmp_path):
     out = tmp_path / "interrupted"
-    args = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", str(tiny["data"]),
-            "--config", str(tiny["config"]), "--jobs", "2", "--circuit-train", "--no-plots",
-            "-o", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = _cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 2,
+                     "--circuit-train", "--no-plots", "-o", out)
     # Own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_ENV,
                             start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list((out / "samples").glob("test_*.h5")):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "no sample file appeared"
-        time.sleep(0.02)
-    workers = [pid for pid in children_of(proc.pid)
-               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert workers
+    _wait_for(lambda: list((out / "samples").glob("test_*.h5")), 120, "no sample file appeared", proc)
+    workers = _worker_pids(proc.pid)
+    assert len(workers) == 2
+    sims = _simulators(workers)
+    t0 = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
+    assert time.monotonic() - t0 < 15   # the workers are stopped, not waited for
     lines = err.decode().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("interrupted:") and "rerun" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("interrupted:") and "rerun" in lines[0], lines
     assert not (out / "report.json").exists()
     assert not list((out / "samples").glob(".*"))  # no half-written sample file
-    assert not any(alive(pid) for pid in workers)  # workers were stopped, not orphaned
+    # workers stopped, not orphaned, and their ngspice killed
+    _wait_for(lambda: not any(alive(pid) for pid in workers + sims), 10, "a worker or ngspice survived")
     for f in (out / "samples").glob("*.h5"):  # every kept file is complete
         read_result(f)
 
 
-def test_changed_config_refuses_without_force(tiny, run_a, tmp_path):
+def test_worker_sigkilled_mid_run_is_replaced_and_changes_nothing(tiny, run_a, tmp_path):
+    """A local worker SIGKILLed while its ngspice runs: the ngspice dies with it (the reaper),
+    Dask reruns the task on another worker, the run ends normally with no failure, and every
+    state is bit-identical to the undisturbed reference run."""
+    out = tmp_path / "worker_killed"
+    args = _cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 2,
+                     "--circuit-train", "--no-plots", "-o", out)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_ENV)
+
+    def busy_worker():
+        if not list((out / "samples").glob("*.h5")):
+            return None
+        for w in _worker_pids(proc.pid):
+            sims = _simulators([w])
+            if sims:
+                return w, sims[0]
+        return None
+
+    victim, sim = _wait_for(busy_worker, 120, "no worker ran ngspice", proc)
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(lambda: not alive(sim), 5, "the killed worker's ngspice survived it")
+    out_text, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert "0 failed" in out_text.decode()
+    rep = report(out)
+    assert rep["n_samples"]["failed"] == 0 and rep["failures"] == []
+    assert figures(rep) == figures(report(run_a[0]))
+    for kind in ("ideal", "circuit"):
+        a, b = load_states(run_a[0], kind), load_states(out, kind)
+        assert a.keys() == b.keys() and len(a) == 12
+        assert all(np.array_equal(a[k][0], b[k][0]) for k in a), kind
+    assert not list((out / "samples").glob(".*"))
+
+
+def test_task_that_kills_its_worker_is_recorded_then_retried(tiny, run_a, dask_scheduler, tmp_path):
+    """On a cluster that allows no failure (conftest), a worker killed under a task makes Dask
+    give the task up: the sample is recorded as a WorkerDied failure with its ideal states, the
+    run still ends normally, and --retry-failed simulates it again to the reference figures."""
+    out = tmp_path / "gave_up"
+    args = _cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"],
+                     "--scheduler", dask_scheduler["address"], "--circuit-train", "--no-plots", "-o", out)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_ENV)
+
+    def busy_worker():
+        for w in _worker_pids(dask_scheduler["nanny_pid"]):
+            sims = _simulators([w])
+            if sims:
+                return w, sims[0]
+        return None
+
+    victim, sim = _wait_for(busy_worker, 120, "no remote worker ran ngspice", proc)
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(lambda: not alive(sim), 5, "the killed worker's ngspice survived it")
+    out_text, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    rep = report(out)
+    assert 1 <= rep["n_samples"]["failed"] <= 2   # the task it ran (and one queued behind it)
+    assert all(f["error"].startswith("WorkerDied:") for f in rep["failures"]), rep["failures"]
+    assert rep["accuracy"]["ideal"] == report(run_a[0])["accuracy"]["ideal"]   # ideal states kept
+    failed = {f["key"] for f in rep["failures"]}
+
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], *on_cluster(dask_scheduler),
+              "--circuit-train", "--no-plots", "--retry-failed", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    rep = report(out)
+    assert rep["timing"]["n_simulated"] == len(failed)   # only the failed ones were redone
+    assert figures(rep) == figures(report(run_a[0]))
+    a, b = load_states(run_a[0], "circuit"), load_states(out, "circuit")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k][0], b[k][0]) for k in a)
+
+
+def test_twin_results_do_not_depend_on_where_they_run(tiny, dask_scheduler, tmp_path):
+    """--engine twin with --jobs 1, --jobs 2 and --scheduler (a cluster started by hand): the
+    same report figures and bit-identical per-sample states."""
+    runs = {}
+    for name, where in (("jobs1", ["--jobs", 1]), ("jobs2", ["--jobs", 2]),
+                        ("scheduler", ["--scheduler", dask_scheduler["address"]])):
+        out = tmp_path / name
+        res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], *where,
+                  "--circuit-train", "--engine", "twin", "--no-plots", "-o", out)
+        assert res.exit_code == 0, res.stderr
+        runs[name] = out
+    reps = {k: report(v) for k, v in runs.items()}
+    assert reps["jobs1"]["timing"]["jobs"] == 1 and reps["jobs2"]["timing"]["jobs"] == 2
+    assert reps["scheduler"]["timing"]["scheduler"] == dask_scheduler["address"]
+    assert reps["jobs2"]["timing"]["scheduler"] == "local"
+    ref = figures(reps["jobs1"])
+    assert all(ref["accuracy"][p]["accuracy"] is not None for p in PROTOCOLS)
+    for name in ("jobs2", "scheduler"):
+        assert figures(reps[name]) == ref, name
+        for kind in ("ideal", "software", "circuit"):
+            a, b = load_states(runs["jobs1"], kind), load_states(runs[name], kind)
+            assert a.keys() == b.keys() and len(a) == 12
+            assert all(np.array_equal(a[k][0], b[k][0]) for k in a), (name, kind)
+
+
+def test_changed_config_refuses_without_force(tiny, run_a, tmp_path, dask_scheduler):
     out = tmp_path / "copy"
     shutil.copytree(run_a[0], out)
     before = sorted(p.name for p in (out / "samples").iterdir())
@@ -279,7 +412,7 @@ def test_changed_config_refuses_without_force(tiny, run_a, tmp_path):
     assert sorted(p.name for p in (out / "samples").iterdir()) == before
 
     res = cli("evaluate", "--dataset", tiny["data"], "--config", other, "--n-train", 8,
-              "--n-test", 1, "--no-plots", "--force", "-o", out)
+              "--n-test", 1, "--no-plots", "--force", *on_cluster(dask_scheduler), "-o", out)
     assert res.exit_code == 0, res.stderr
     left = sorted(p.name for p in (out / "samples").iterdir())
     assert len(left) == 9 and "test_00005.h5" not in left  # old samples were discarded
@@ -287,12 +420,12 @@ def test_changed_config_refuses_without_force(tiny, run_a, tmp_path):
         assert "reltol = 0.0002" in h.attrs["config"]
 
 
-def test_failing_samples_are_recorded_and_strict_stops(tiny, tmp_path):
+def test_failing_samples_are_recorded_and_strict_stops(tiny, tmp_path, dask_scheduler):
     # A 1 ms ngspice timeout makes every SPICE sample fail for real (SpiceTimeout).
     bad = tmp_path / "timeout.toml"
     bad.write_text(TINY_TOML + "timeout = 0.001\n")
     res = cli("evaluate", "--dataset", tiny["data"], "--config", bad, "--no-plots",
-              "-o", tmp_path / "lenient")
+              *on_cluster(dask_scheduler), "-o", tmp_path / "lenient")
     assert res.exit_code == 0, res.stderr
     rep = report(tmp_path / "lenient")
     assert rep["n_samples"]["failed"] == 4
@@ -303,7 +436,7 @@ def test_failing_samples_are_recorded_and_strict_stops(tiny, tmp_path):
     assert "4 failed" in res.output
 
     res = cli("evaluate", "--dataset", tiny["data"], "--config", bad, "--strict", "--no-plots",
-              "-o", tmp_path / "strict")
+              *on_cluster(dask_scheduler), "-o", tmp_path / "strict")
     err = one_line_error(res)
     assert "failed" in err and "SpiceTimeout" in err
     assert not (tmp_path / "strict" / "report.json").exists()
@@ -428,7 +561,7 @@ def _without_split(src: Path, dst: Path) -> None:
 
 
 @pytest.mark.parametrize("has_split", [True, False])
-def test_simulate_index_reproduces_evaluate_sample(tiny, run_a, tmp_path, has_split):
+def test_simulate_index_reproduces_evaluate_sample(tiny, run_a, tmp_path, has_split, dask_scheduler):
     """`simulate --index i` and evaluate's record of sample i: identical ideal and SPICE states
     (the same calibration rule, split rule and result assembly), with the file's split or, for a
     file without one, with the project's split rule."""
@@ -438,7 +571,7 @@ def test_simulate_index_reproduces_evaluate_sample(tiny, run_a, tmp_path, has_sp
         data = tmp_path / "nosplit.npz"
         _without_split(tiny["data"], data)
         run = tmp_path / "run"
-        res = cli("evaluate", "--dataset", data, "--config", tiny["config"], "--jobs", 1,
+        res = cli("evaluate", "--dataset", data, "--config", tiny["config"], *on_cluster(dask_scheduler),
                   "--n-train", 3, "--n-test", 2, "--circuit-train", "--no-plots", "-o", run)
         assert res.exit_code == 0, res.stderr
     split = datasets.dataset_split(load_dataset(data))
@@ -453,13 +586,13 @@ def test_simulate_index_reproduces_evaluate_sample(tiny, run_a, tmp_path, has_sp
         np.testing.assert_array_equal(mine.model["gains"], theirs.model["gains"])
 
 
-def test_twin_engine_run_matches_ngspice_run_and_never_mixes(tiny, run_a, tmp_path):
+def test_twin_engine_run_matches_ngspice_run_and_never_mixes(tiny, run_a, tmp_path, dask_scheduler):
     """evaluate --engine twin on the reference run's dataset and config: identical ideal and
     software states, circuit states within 0.5 % NRMSE of ngspice's sample by sample, the same
     accuracies (4 test samples: one sample is 25 pp), the engine named in the report; the run
     directory then refuses ngspice samples (a run never mixes engines)."""
     out = tmp_path / "twin"
-    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
+    res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], *on_cluster(dask_scheduler),
               "--circuit-train", "--engine", "twin", "--no-plots", "-o", out)
     assert res.exit_code == 0, res.stderr
     assert "transfer accuracy (twin)" in res.output and "SPICE" not in res.output

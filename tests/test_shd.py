@@ -71,10 +71,10 @@ def test_h5_dataset_matches_single_sample_reader(files, tmp_path):
     assert load_events(tmp_path / "real.h5", index=3).sensor_size == (700, 1, 1)
 
 
-def test_evaluate_one_h5_file_twin(files):
+def test_evaluate_one_h5_file_twin(files, dask_scheduler):
     out = files["dir"] / "run1"
     res = cli("evaluate", "--dataset", files["one"], "--config", files["config"], "--engine", "twin",
-              "--circuit-train", "--jobs", 1, "--no-plots", "-o", out)
+              "--circuit-train", "--scheduler", dask_scheduler["address"], "--no-plots", "-o", out)
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -87,10 +87,11 @@ def test_evaluate_one_h5_file_twin(files):
     assert report["accuracy"]["retrained"]["n_test"] == 8
 
 
-def test_evaluate_train_and_test_files(files):
+def test_evaluate_train_and_test_files(files, dask_scheduler):
     out = files["dir"] / "run2"
     res = cli("evaluate", "--dataset", files["train"], "--test-dataset", files["test"],
-              "--config", files["config"], "--engine", "twin", "--jobs", 1, "--no-plots", "-o", out)
+              "--config", files["config"], "--engine", "twin", "--scheduler", dask_scheduler["address"],
+              "--no-plots", "-o", out)
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -114,11 +115,12 @@ def test_h5_calibrates_on_its_training_split(files):
     assert res.exit_code == 0, res.output
 
 
-def test_evaluate_h5_ngspice(tmp_path):
+def test_evaluate_h5_ngspice(tmp_path, dask_scheduler):
     data = write_shd(tmp_path / "few.h5", 8, channels=8, n_spikes=12, duration=0.03)
     (tmp_path / "c.toml").write_text(TOML)
     res = cli("evaluate", "--dataset", data, "--config", tmp_path / "c.toml", "--engine", "ngspice",
-              "--n-train", 4, "--n-test", 2, "--jobs", 2, "--no-plots", "-o", tmp_path / "run")
+              "--n-train", 4, "--n-test", 2, "--scheduler", dask_scheduler["address"], "--no-plots",
+              "-o", tmp_path / "run")
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["failures"] == [] and report["selected"] == {"train": 4, "test": 2}

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import Config
 from ..hardware.trace import trace_sensed_from_w
+from .energy_netlist import COMPONENTS, ENERGY_SCALE
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class EngineRun:
     sensed: np.ndarray | None = None   # (M, N) what the read path senses (None: w+ - w-);
                                        # states = sensed / mapping.gains
     w_trace: np.ndarray | None = None  # (M, C, K) trace devices' w ('trace', when known)
+    energy: dict | None = None  # delivered energy per component over the run, J: crossbar_J,
+                                # write_J, read_J (None: not accounted by this engine/config)
 
     @property
     def signal(self) -> np.ndarray:
@@ -58,7 +61,8 @@ def sample_plot(plot, info, times: np.ndarray, mapping, keep_waveforms: bool = F
     """EngineRun fields (w_plus, w_minus, sensed, w_trace, waveforms) from a transient plot and
     the deck's DeckInfo: the read path's sensed pair currents (read mode 'pulse'), the trace
     devices' w with B applied in NumPy ('trace' + 'node'), or the state-device w ('state')."""
-    out = {"w_plus": None, "w_minus": None, "sensed": None, "w_trace": None, "waveforms": {}}
+    out = {"w_plus": None, "w_minus": None, "sensed": None, "w_trace": None, "waveforms": {},
+           "energy": energy_from_plot(plot, info)}
     t = plot["time"]
     if info.w_plus:
         out["w_plus"], out["w_minus"], out["waveforms"] = states_from_plot(
@@ -77,6 +81,18 @@ def sample_plot(plot, info, times: np.ndarray, mapping, keep_waveforms: bool = F
         wr = np.stack([sample_at(t, plot[n], times) for n in info.w_ref], axis=-1)
         out["w_trace"] = wd
         out["sensed"] = trace_sensed_from_w(wd, wr, mapping)
+    return out
+
+
+def energy_from_plot(plot, info) -> dict | None:
+    """Component energies (J) from the deck's integrator nodes at the stream end (the last time
+    point is tstop); components the deck has no integrator for are 0 (e.g. no read pulses).
+    None when the deck has no energy accounting."""
+    if not info.energy:
+        return None
+    out = dict.fromkeys(COMPONENTS, 0.0)
+    for comp, vec in info.energy:
+        out[comp] = float(plot[vec][-1]) / ENERGY_SCALE
     return out
 
 

@@ -177,6 +177,8 @@ class DeckInfo:
     i_scale: float = 1.0   # sensed = (I+ - I-) / i_scale
     w_dev: tuple = ()      # trace, read mode 'node': trace-device w nodes, (row, group) order
     w_ref: tuple = ()      # trace, read mode 'node': reference-device w nodes (K)
+    energy: tuple = ()     # ((component, integrator vector), ...): energy accounting, see
+                           # engines.energy_netlist (empty: [energy] accounting = false)
 
 
 def transient_settings(schedule: PulseSchedule, mapping: CircuitMapping, cfg: Config) -> tuple[float, float, float]:
@@ -234,6 +236,11 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
     out += driver_lines(mapping, cfg)
     out += device_pair_lines(mapping, cfg)
     out.append("")
+    energy: tuple = ()
+    if cfg.energy.accounting:
+        from .energy_netlist import state_energy_lines   # noqa: PLC0415 (it imports this module)
+        lines, energy = state_energy_lines(mapping, cfg)
+        out += lines + [""]
 
     w_plus, w_minus = state_names(n_st)
     sense = sense_names(n_st) if sim.save_currents else ()
@@ -241,7 +248,8 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
     i_minus = tuple(f"i(vsm{n})" for n in range(n_st)) if pulse else ()
     out.append("* ---- analysis: save only the state nodes" + (" and the read currents" if pulse else "")
                + " ----")
-    out.append(wrap_items(".save ", list(w_plus + w_minus + sense + i_plus + i_minus), per_line=8))
+    out.append(wrap_items(".save ", list(w_plus + w_minus + sense + i_plus + i_minus)
+                          + [v for _, v in energy], per_line=8))
     # plain `ngspice -b deck.cir` prints the state table; with `-r file.raw` (how cimspice runs
     # it) ngspice writes the raw file instead and skips the print
     out.append(wrap_items(".print tran ", list(w_plus + w_minus), per_line=8))
@@ -249,7 +257,8 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
     out.append(f".tran {spice_number(tstep)} {spice_number(tstop)} 0 {spice_number(maxstep)}")
     out.append(".end")
     info = DeckInfo(w_plus=w_plus, w_minus=w_minus, sense=sense, tstop=tstop, maxstep=maxstep,
-                    i_plus=i_plus, i_minus=i_minus, i_scale=read_scale(cfg) if pulse else 1.0)
+                    i_plus=i_plus, i_minus=i_minus, i_scale=read_scale(cfg) if pulse else 1.0,
+                    energy=energy)
     return "\n".join(out) + "\n", info
 
 

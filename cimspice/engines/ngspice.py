@@ -205,7 +205,7 @@ def ngspice_has_osdi(exe: str) -> str:
 def saved_names(info) -> list[str]:
     """Vectors to load from a deck's raw file: time, the w nodes, the saved sense currents."""
     return ["time", *info.w_plus, *info.w_minus, *info.sense, *info.i_plus, *info.i_minus,
-            *info.w_dev, *info.w_ref]
+            *info.w_dev, *info.w_ref, *(v for _, v in info.energy)]
 
 
 class NgspiceEngine:

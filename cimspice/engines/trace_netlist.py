@@ -16,6 +16,7 @@ from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.trace import group_taus
 from ..schedule import PulseSchedule
 from ..text import comment, spice_number
+from .energy_netlist import trace_energy_lines
 from .netlist import (DeckInfo, crossbar_lines, header_lines, model_and_config_lines, options_line,
                       pwl_source, read_points, tick_lines, transient_settings, trapezoid_points,
                       wrap_items)
@@ -151,9 +152,16 @@ def build_trace_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Conf
         w_dev, w_ref = trace_names(n_in, K)
         saved = list(w_dev + w_ref)
         info_extra.update(w_dev=w_dev, w_ref=w_ref)
+    printed = saved[:2 * n_st] if pulse else saved[:8]
+    if cfg.energy.accounting:
+        lines, energy = trace_energy_lines(mapping, cfg, K, crossbar=pulse,
+                                           reference=reference or not pulse)
+        out += lines + [""]
+        saved += [v for _, v in energy]
+        info_extra["energy"] = energy
     out.append("* ---- analysis ----")
     out.append(wrap_items(".save ", saved, per_line=8))
-    out.append(wrap_items(".print tran ", saved[:2 * n_st] if pulse else saved[:8], per_line=8))
+    out.append(wrap_items(".print tran ", printed, per_line=8))
     out.append(options_line(cfg))
     out.append(f".tran {spice_number(tstep)} {spice_number(tstop)} 0 {spice_number(maxstep)}")
     out.append(".end")

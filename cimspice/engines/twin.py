@@ -40,6 +40,7 @@ from ..hardware.presets import write_law
 from ..schedule import PulseSchedule
 from .base import EngineRun
 from .twin_crossbar import Crossbar
+from .twin_energy import StateEnergy, state_crossbar_energy
 from .twin_trace import const_map, edge_map, run_twin_trace
 
 
@@ -72,6 +73,7 @@ _KNOWN_KEYS = {
     "read": {"mode", "v_read", "t_read", "guard", "sense_gain", "baseline"},
     "sim": {"reltol", "abstol", "vntol", "method", "maxstep_per_tau", "timeout",
             "save_currents"},
+    "energy": {"accounting", "adc_per_read_J"},
 }
 # Largest [sim] reltol at which ngspice's own time-step error stays below 0.5 % state NRMSE
 # (twin as reference; ngspice converges to the twin as reltol -> 0: 8e-5 at reltol 1e-7).
@@ -425,6 +427,9 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
         r_lev = np.interp(T, r_pts[:, 0], r_pts[:, 1], left=0.0, right=0.0)   # exact on corners
         in_read = (r_lev[:-1] > 0) | (r_lev[1:] > 0)
         read_maps = _ReadMaps(mapping, cfg)
+    # energy accounting (engines.twin_energy): the device energies from the same pieces
+    acc = StateEnergy(dev, read_maps.params if reading else None, rule) \
+        if cfg.energy.accounting else None
     i0, i1, i2, i3 = (np.searchsorted(T, t) for t in (tA, tB, tC, tD))
     order = np.argsort(i0, kind="stable")                # pulses by first segment
     i0s = i0[order]
@@ -487,7 +492,8 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
         beta = np.empty((2 * N, nk))
         if not xbar.separable:
             I0[:, flat_seg] = xbar.net.currents(U0[flat_seg]).T
-        A[:, flat_seg], beta[:, flat_seg] = _flat_maps(dev, dev.drive(I0[:, flat_seg]), dt[flat_seg])
+        V_flat = dev.drive(I0[:, flat_seg])
+        A[:, flat_seg], beta[:, flat_seg] = _flat_maps(dev, V_flat, dt[flat_seg])
         if ramp_seg.any():
             kr = np.flatnonzero(ramp_seg)
             pos = np.full(nk, -1)
@@ -506,8 +512,10 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                     Un = np.repeat(U0[kb][:, None, :], SQ, axis=1)        # (B, SQ, R)
                     np.add.at(Un, (pe_r[e0:e1] - b0, slice(None), re[er[e0:e1]]), vnode[e0:e1])
                     In = xbar.net.currents(Un.reshape(-1, R)).reshape(b1 - b0, SQ, N)
-                    A[:, kb], beta[:, kb] = _ramp_maps(dev, dev.drive(In.transpose(2, 1, 0)),
-                                                       dt[kb], rule)
+                    Vn = dev.drive(In.transpose(2, 1, 0))
+                    A[:, kb], beta[:, kb] = _ramp_maps(dev, Vn, dt[kb], rule)
+                    if acc is not None:
+                        acc.ramp(kb, Vn, dt[kb])
             else:
                 t0e, t1e = th0[er], th1[er]
                 up = (t0e == 0.0) & (t1e == 1.0)
@@ -538,7 +546,10 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                             np.add.at(In, pe_r[e0:e1][~fj] - b0, hj[~fj])
                     kb = kr[b0:b1]
                     In = In.reshape(b1 - b0, N, SQ).transpose(1, 2, 0) + I0[:, None, kb]   # (N, SQ, B)
-                    A[:, kb], beta[:, kb] = _ramp_maps(dev, dev.drive(In), dt[kb], rule)
+                    Vn = dev.drive(In)
+                    A[:, kb], beta[:, kb] = _ramp_maps(dev, Vn, dt[kb], rule)
+                    if acc is not None:
+                        acc.ramp(kb, Vn, dt[kb])
         if reading:
             kr = np.flatnonzero(in_read[k0:k1])
             if kr.size:
@@ -546,12 +557,21 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                     raise InputError("schedule: a write pulse overlaps a read slot; fix: build the "
                                      "schedule with schedule.reserve_reads")
                 A[:, kr], beta[:, kr] = read_maps(r_lev[k0 + kr], r_lev[k0 + kr + 1], dt[kr])
+                if acc is not None:
+                    acc.reads(kr, r_lev[k0 + kr], r_lev[k0 + kr + 1], dt[kr])
         sel = np.flatnonzero((s_idx > k0) & (s_idx <= k1))
         # window off: A = dt/tau for every device, so its running sum is an outer product
         C = np.outer(dev.inv_tau, np.cumsum(dt)) if dev.win == 0.0 else None
+        if acc is not None:                  # w at every segment end (a scan of its own)
+            w_end = _scan(A, beta, w, np.arange(nk), C)[0]
+            acc.chunk(np.concatenate([w[:, None], w_end[:, :-1]], axis=1), w_end, flat_seg,
+                      V_flat, dt)
         got, w = _scan(A, beta, w, s_idx[sel] - k0 - 1, C)
         out[:, s_ord[sel]] = got
-    res = {"w_plus": out[:N].T.copy(), "w_minus": out[N:].T.copy()}
+    res = {"w_plus": out[:N].T.copy(), "w_minus": out[N:].T.copy(), "energy": None}
+    if acc is not None:
+        res["energy"] = {"crossbar_J": state_crossbar_energy(xbar, schedule, mapping.v_in),
+                         "write_J": acc.write, "read_J": acc.read}
     if reading:   # sensed pair currents / ((g_on - g_off) rd(v_read)), as the deck's DeckInfo
         rd = cfg.read
         at = np.interp(st, r_pts[:, 0], r_pts[:, 1], left=0.0, right=0.0)
@@ -598,8 +618,8 @@ class TwinEngine:
             out = run_twin_trace(prep.mapping, prep.schedule, prep.cfg, prep.sample_times)
             return EngineRun(engine=self.name, w_plus=None, w_minus=None, sensed=out["sensed"],
                              w_trace=out["w_trace"], version=f"cimspice {__version__}",
-                             elapsed_s=time.perf_counter() - t0)
+                             elapsed_s=time.perf_counter() - t0, energy=out["energy"])
         out = run_twin(prep.mapping, prep.schedule, prep.cfg, prep.sample_times)
         return EngineRun(engine=self.name, w_plus=out["w_plus"], w_minus=out["w_minus"],
                          sensed=out.get("sensed"), version=f"cimspice {__version__}",
-                         elapsed_s=time.perf_counter() - t0)
+                         elapsed_s=time.perf_counter() - t0, energy=out["energy"])

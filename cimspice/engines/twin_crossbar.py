@@ -149,6 +149,8 @@ class Crossbar:
         gp, gm = np.asarray(mapping.g_rram_plus, float), np.asarray(mapping.g_rram_minus, float)
         self.n_rows, self.n = gp.shape
         self.rnl = float(c.rram_read_nl)
+        self.r_wire = float(c.r_wire)
+        self.g_sum = (gp + gm).sum(axis=1)               # (R,) a row's conductance (1R, no wires)
         self.separable = True
         if c.r_wire > 0 and (c.access != "none" or self.rnl > 0):
             # non-linear cells on resistive wires: rows no longer superpose
@@ -158,7 +160,7 @@ class Crossbar:
         elif c.access == "none":
             if c.r_wire > 0:
                 self.kind = "lin"
-                self.G = _wire_transfer(gp, gm, float(c.r_wire))
+                self.G, self.Y_row = _wire_solve(gp, gm, float(c.r_wire))
             else:
                 self.kind = "lin" if self.rnl == 0 else "sinh"
                 self.G = gp - gm                          # (R, N)
@@ -168,6 +170,26 @@ class Crossbar:
             self.g_all = np.concatenate([gp, gm], axis=1)     # (R, 2N)
             self.vg = float(c.v_gate)
             self.key = (gp.tobytes(), gm.tobytes(), gp.shape, self.vg, self.rnl)
+
+    def row_current(self, rows, v):
+        """Current row ``rows[i]`` draws from its source at voltage ``v[i]`` (>= 0), ideal wires
+        (r_wire = 0): the sum of its cells' currents (energy accounting)."""
+        rows, v = np.asarray(rows), np.asarray(v, float)
+        if self.kind == "lin":
+            return v * self.g_sum[rows]
+        if self.kind == "sinh":
+            return np.sinh(self.rnl * v) / self.rnl * self.g_sum[rows]
+        return _cell_currents_1t1r(v[..., None], self.g_all[rows], self.vg, self.rnl).sum(axis=-1)
+
+    def row_power(self, U):
+        """Power the row sources deliver, sum_r U_r I_r (W), for row-voltage vectors U (P, R)."""
+        U = np.asarray(U, float).reshape(-1, self.n_rows)
+        if self.kind == "wired":
+            return np.einsum("pr,pr->p", U, self.net.currents(U, rows=True)[1])
+        if self.r_wire > 0:                       # 1R on wires: I_row = Y_row u (exact, linear)
+            return np.einsum("pr,pr->p", U, U @ self.Y_row.T)
+        rows = np.broadcast_to(np.arange(self.n_rows), U.shape)
+        return np.einsum("pr,pr->p", U, self.row_current(rows, U))
 
     def lin_weight(self, v):
         """For 'lin'/'sinh': the scalar s(v) with H_r(v) = G[r] * s(v)."""
@@ -253,17 +275,20 @@ class _WiredNet:
         # it equals the transistor current (the outer loop iterates to |di| <= 1e-13 max|i|)
         return _rram(g, a - m, rnl)[0], m
 
-    def currents(self, U):
-        """Column-pair currents (P, N) for row-voltage vectors U (P, R)."""
+    def currents(self, U, rows: bool = False):
+        """Column-pair currents (P, N) for row-voltage vectors U (P, R); with ``rows`` also the
+        current each row draws from its source (P, R) (KCL: the sum of its cells' currents)."""
         U = np.asarray(U, float)
-        out = np.empty((U.shape[0], self.N))
         if U.shape[0] == 0:
-            return out
+            empty = np.empty((0, self.N))
+            return (empty, np.empty((0, self.R))) if rows else empty
         Uu, inv = np.unique(U, axis=0, return_inverse=True)
         res = np.empty((Uu.shape[0], self.N))
+        res_rows = np.empty((Uu.shape[0], self.R))
         for s in range(0, Uu.shape[0], self.BATCH):
-            res[s:s + self.BATCH] = self._solve(Uu[s:s + self.BATCH])
-        return res[inv.ravel()]
+            res[s:s + self.BATCH], res_rows[s:s + self.BATCH] = self._solve(Uu[s:s + self.BATCH])
+        inv = inv.ravel()
+        return (res[inv], res_rows[inv]) if rows else res[inv]
 
     def _solve(self, u):
         rw = self.rw
@@ -289,7 +314,7 @@ class _WiredNet:
                               f"not converge (fixed point contracts too slowly); fix: lower r_wire "
                               f"or simulate with ngspice")
         col = i.sum(axis=1)                                              # (P, C)
-        return col[:, 0::2] - col[:, 1::2]
+        return col[:, 0::2] - col[:, 1::2], i.sum(axis=2)
 
 
 _TABLE_CACHE: dict = {}
@@ -299,7 +324,12 @@ _WIRE_CACHE: dict = {}
 
 
 def _wire_transfer(gp, gm, r_wire):
-    """Cached :func:`_wire_transfer_solve`."""
+    """Exact linear map (R, N) row source voltages -> column-pair currents, wired 1R array."""
+    return _wire_solve(gp, gm, r_wire)[0]
+
+
+def _wire_solve(gp, gm, r_wire):
+    """Cached :func:`_wire_transfer_solve`: (transfer (R, N), row admittance (R, R))."""
     key = (gp.tobytes(), gm.tobytes(), gp.shape, r_wire)
     hit = _WIRE_CACHE.get(key)
     if hit is None:
@@ -310,7 +340,8 @@ def _wire_transfer(gp, gm, r_wire):
 
 
 def _wire_transfer_solve(gp, gm, r_wire):
-    """Exact linear map (R, N): row source voltages -> column-pair currents, wired 1R array.
+    """Exact linear maps of a wired 1R array: row source voltages -> column-pair currents (R, N),
+    and -> the currents the row sources deliver (R, R row admittance, for energy accounting).
 
     Topology of crossbar_elements: row r is a chain row<r>_in -> cell cols in order
     (0p, 0m, 1p, 1m, ...), one r_wire per segment; column c is a chain from cell row 0 down to
@@ -351,4 +382,5 @@ def _wire_transfer_solve(gp, gm, r_wire):
     Y = csc_matrix((vals, (rows_i, cols_i)), shape=(n_nodes, n_nodes))   # duplicates summed
     X = splu(Y).solve(Bm)                                           # node voltages per unit row
     i_sense = gw * X[[ci(R - 1, c) for c in range(C)], :]           # (C, R)
-    return (i_sense[0::2] - i_sense[1::2]).T                        # (R, N)
+    y_row = gw * (np.eye(R) - X[[ri(r, 0) for r in range(R)], :])   # source -> row node (r, 0)
+    return (i_sense[0::2] - i_sense[1::2]).T, y_row                 # (R, N), (R, R)

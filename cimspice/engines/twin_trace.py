@@ -32,6 +32,7 @@ from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.trace import trace_sensed_from_w
 from ..schedule import PulseSchedule
 from .twin_crossbar import Crossbar
+from .twin_energy import trace_crossbar_energy, trace_device_energy
 
 GAP, UP, FLAT, DOWN = 0, 1, 2, 3
 _EDGE_POINTS = 4001
@@ -119,9 +120,10 @@ def pad_rows(rows: list):
     return kind, t0, t1, lv
 
 
-def chain_rows(p: VMemParams, table, times: np.ndarray, t_rise: float):
+def chain_rows(p: VMemParams, table, times: np.ndarray, t_rise: float, keep: list | None = None):
     """w at ``times`` (M,) and the drive there for devices of law ``p`` on each row of the
-    padded piece ``table`` (pad_rows). Returns (w (M, R), v (M, R))."""
+    padded piece ``table`` (pad_rows). Returns (w (M, R), v (M, R)); ``keep`` (a list) receives
+    the piece maps and each piece's starting w, ``(alpha, beta, w_start)`` (R, J) each."""
     kind, t0, t1, lv = table
     R, J = kind.shape
     T = np.zeros((R, J))
@@ -139,6 +141,8 @@ def chain_rows(p: VMemParams, table, times: np.ndarray, t_rise: float):
     for j in range(J):
         w_start[:, j] = w
         w = alpha[:, j] * w + beta[:, j]
+    if keep is not None:
+        keep.append((alpha, beta, w_start))
     M = times.size
     j = np.clip((t0[:, None, :] <= times[None, :, None]).sum(axis=2) - 1, 0, J - 1).T   # (M, R)
     rr = np.broadcast_to(np.arange(R), (M, R))
@@ -177,7 +181,7 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     K = taus.size
     tstop = float(schedule.duration)
     r_on, r_w = schedule.read_corners()
-    rows = []
+    rows, flags = [], []
     order = np.argsort(schedule.row, kind="stable")            # by row, in time within a row
     bounds = np.searchsorted(schedule.row[order], np.arange(R + 1))
     for r in range(R):
@@ -187,18 +191,29 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
         lv = np.concatenate([np.full(sel.size, d.v_write), np.full(r_on.size, rd.v_read)])
         rows.append(row_pieces(t[o], np.concatenate([schedule.width[sel], r_w])[o], lv[o],
                                schedule.t_rise, tstop))
+        flags.append(np.r_[np.zeros(sel.size, bool), np.ones(r_on.size, bool)][o])
     rows.append(row_pieces(r_on, r_w, np.full(r_on.size, rd.v_read), schedule.t_rise, tstop))
+    flags.append(np.ones(r_on.size, bool))
     w_trace, w_ref = np.empty((st.size, R, K)), np.empty((st.size, K))
     v_rows = None
     table = pad_rows(rows)
+    chains: list | None = [] if cfg.energy.accounting else None
+    params = [vmem_params(cfg, float(t)) for t in taus]
     for k in range(K):
-        p = vmem_params(cfg, float(taus[k]))
-        w, v = chain_rows(p, table, st, schedule.t_rise)
+        w, v = chain_rows(params[k], table, st, schedule.t_rise, keep=chains)
         w_trace[:, :, k], w_ref[:, k] = w[:, :R], w[:, R]
         v_rows = v
+    energy = None
+    blocks = _blocks(mapping, cfg) if rd.mode == "pulse" else {}
+    if chains is not None:
+        read_flag = np.zeros(table[0].shape, bool)              # pieces of read pulses
+        for r, f in enumerate(flags):
+            for j in (1, 2, 3):                                 # up, flat, down of pulse i
+                read_flag[r, j:4 * f.size:4] = f
+        energy = _trace_energy(mapping, cfg, params, table, read_flag, chains, blocks)
     if rd.mode == "node":
         return {"sensed": trace_sensed_from_w(w_trace, w_ref, mapping), "w_trace": w_trace,
-                "w_ref": w_ref}
+                "w_ref": w_ref, "energy": energy}
     # read centre: device currents -> baseline -> gated sense stage -> crossbar block k
     g = lambda w: d.g_off + (d.g_on - d.g_off) * w          # noqa: E731 (G(w), as vmem.lib)
     rdv = sinh_read(v_rows, d.read_nl)                         # (M, R + 1)
@@ -212,13 +227,37 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     vx = r_k[None, None, :] * (i_dev - i_base) * gate[:, None, None]   # (M, R, K)
     sensed = np.zeros((st.size, N))
     for k in range(K):
-        states = np.flatnonzero(mapping.groups == k)
-        if not states.size:
+        xbar = blocks.get(k)
+        if xbar is None:
             continue
-        xbar = Crossbar(_block(mapping, states), cfg)
+        states = np.flatnonzero(mapping.groups == k)
         if xbar.separable:
             rows_i = np.tile(np.arange(R), st.size)
             sensed[:, states] = xbar.H(rows_i, vx[:, :, k].ravel()).reshape(st.size, R, -1).sum(axis=1)
         else:
             sensed[:, states] = xbar.net.currents(vx[:, :, k])
-    return {"sensed": sensed, "w_trace": w_trace, "w_ref": w_ref}
+    return {"sensed": sensed, "w_trace": w_trace, "w_ref": w_ref, "energy": energy}
+
+
+def _blocks(mapping: CircuitMapping, cfg: Config) -> dict:
+    """{group k: the Crossbar of its block} for the groups that have states."""
+    out = {}
+    for k in range(len(mapping.info["group_taus"])):
+        states = np.flatnonzero(mapping.groups == k)
+        if states.size:
+            out[k] = Crossbar(_block(mapping, states), cfg)
+    return out
+
+
+def _trace_energy(mapping, cfg: Config, params, table, read_flag, chains, blocks) -> dict:
+    """crossbar_J, write_J, read_J of the trace deck (engines.twin_energy)."""
+    R = mapping.n_inputs
+    pulse = cfg.read.mode == "pulse"
+    rows_on = np.arange(R + 1) if (cfg.read.baseline == "reference" or not pulse) else np.arange(R)
+    write = read = 0.0
+    for p, (alpha, beta, w_start) in zip(params, chains):
+        w_, r_ = trace_device_energy(p, table, read_flag, alpha, beta, w_start, rows_on)
+        write, read = write + w_, read + r_
+    xbar = trace_crossbar_energy(mapping, cfg, params, table, read_flag, chains,
+                                 blocks) if pulse else 0.0
+    return {"crossbar_J": xbar, "write_J": write, "read_J": read}

@@ -4,7 +4,8 @@ Modules, in the order a run uses them::
 
     rundir     the run directory: dataset resolution, sample selection, digests, manifest
     tasks      one sample as a pure, picklable task; its sample file (write, read, done?)
-    workers    the worker-process pool that runs engine tasks (signals, BLAS threads, progress)
+    workers    engine tasks on dask.distributed: local workers or --scheduler (Ctrl-C, progress)
+    worker_setup, reaper   what each Dask worker gets: one BLAS thread, the reaper of its ngspice
     report     accuracy protocols, NRMSE statistics, report.json / report.md
     plots      the report's PNGs and `cimspice plot` (data first, drawing second)
     evaluate   Options and evaluate(): the orchestration of the above

@@ -8,9 +8,11 @@ Steps: dataset -> selection (first ``n_train`` training and ``n_test`` test samp
 order) -> SSM model and circuit mapping, both made once (programmed on the calibration samples
 of :func:`cimspice.pipeline.calibration_schedules`: every sample runs on the same hardware, as
 with ``simulate --index``) -> one :class:`~.tasks.SampleTask` per sample. Ideal-only tasks
-run in-process, engine tasks across ``jobs`` worker processes (:mod:`.workers`). Each finished
-sample is written atomically, so a killed run resumes by skipping finished files, and the report
-is computed from the sample files alone (:mod:`.report`).
+run in-process, engine tasks on dask.distributed (:mod:`.workers`): ``jobs`` local worker
+processes, or the workers of an existing cluster (``scheduler='tcp://host:port'``). Workers
+return each sample file's bytes and this process writes them atomically, so a killed run (or
+worker) leaves only complete files, a rerun resumes by skipping them, and the report is computed
+from the sample files alone (:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ from ..readout import make_readout
 from ..schedule import n_input_rows
 from . import rundir
 from .report import compute_report, versions, write_report
-from .tasks import (SampleTask, collect, is_done, make_tasks, run_and_write, run_sample, sample_path,
-                    write_sample)
-from .workers import WorkerSet, default_jobs, progress
+from .tasks import (SampleTask, collect, is_done, make_tasks, run_sample, run_to_file, sample_path,
+                    write_file_bytes, write_sample)
+from .workers import Cluster, default_jobs, progress
+
+
+# Seconds of engine work per Dask task: twin samples (~25 ms) go in batches, so the per-task
+# overhead (~5 ms) stays small; ngspice samples (seconds) one per task.
+BATCH_S = 0.5
 
 
 class Interrupted(Exception):
@@ -52,7 +59,8 @@ class Options:
     seed: int | None = None
     n_train: int | None = None
     n_test: int | None = None
-    jobs: int | None = None
+    jobs: int | None = None        # local worker processes (default: the usable cores)
+    scheduler: str | None = None   # 'tcp://host:port' of an existing Dask cluster instead
     config: str | None = None
     weights: str | None = None
     circuit_train: bool = False    # also simulate the training split ('retrained' protocol)
@@ -72,10 +80,12 @@ def evaluate(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | 
 
     ``evaluate(opts)`` with an :class:`Options`, or ``evaluate(dataset, run_dir, **options)``
     with ``dataset`` a built-in name or a dataset file and ``options`` the other fields of
-    :class:`Options` (e.g. ``n=60, circuit_train=True, jobs=2``).
+    :class:`Options` (e.g. ``n=60, circuit_train=True, jobs=2``, or
+    ``scheduler='tcp://host:8786'`` to run the engine on an existing Dask cluster).
 
-    Raises InputError/ConfigError for bad input before any simulation, CimspiceError when a
-    sample fails under ``strict``, :class:`Interrupted` on Ctrl-C.
+    Raises InputError/ConfigError for bad input (an unreachable scheduler included) before the
+    run directory is touched, CimspiceError when a sample fails under ``strict``,
+    :class:`Interrupted` on Ctrl-C.
     """
     if isinstance(dataset, Options):
         if run_dir is not None or options:
@@ -97,6 +107,9 @@ def _check_options(opts: Options) -> Path:
         raise InputError(f"-o {run_dir}: parent directory {run_dir.parent} does not exist; create it first")
     if opts.jobs is not None and opts.jobs < 1:
         raise InputError(f"--jobs {opts.jobs}: need at least 1 worker process")
+    if opts.jobs is not None and opts.scheduler is not None:
+        raise InputError(f"--jobs {opts.jobs} with --scheduler {opts.scheduler}: the cluster's "
+                         f"workers set the parallelism; give one of them")
     make_readout(opts.readout)  # unknown kind -> error now, not after the simulations
     get_engine(opts.engine)     # unknown engine -> error now
     return run_dir
@@ -106,6 +119,17 @@ def _evaluate(opts: Options) -> dict:
     t_start = time.perf_counter()
     run_dir = _check_options(opts)
     cfg = load_config(opts.config)
+    # A scheduler is connected now: unreachable -> one line before the run directory is touched.
+    # Local workers start when there are engine tasks to run.
+    cluster = Cluster(jobs=opts.jobs, scheduler=opts.scheduler)
+    try:
+        return _evaluate_on(opts, run_dir, cfg, cluster, t_start)
+    except BaseException:
+        cluster.abort()
+        raise
+
+
+def _evaluate_on(opts: Options, run_dir: Path, cfg, cluster: Cluster, t_start: float) -> dict:
     ds, ds_ident = rundir.resolve_dataset(opts.dataset, run_dir, n=opts.n, seed=opts.seed,
                                             test_spec=opts.test_dataset)
     chosen = rundir.select(ds, opts.n_train, opts.n_test)
@@ -138,13 +162,15 @@ def _evaluate(opts: Options) -> dict:
 
     try:
         with progress(len(ideal_todo), "ideal", opts.progress if ideal_todo else False) as bar:
-            for t in ideal_todo:  # ideal states take milliseconds: no pool needed
+            for t in ideal_todo:  # ideal states take milliseconds: no workers needed
                 out = run_sample(t)
                 write_sample(sample_path(run_dir, t.key), out, t, digest)
                 bar.update(1)
                 if out.error and opts.strict:
                     raise _strict_stop(t.key, out.error)
-        timing = _run_engine(engine_todo, run_dir, digest, opts, n_done_before, n_engine_total)
+        with cluster:   # closed at the end, aborted (workers stopped) on an exception
+            timing = _run_engine(engine_todo, run_dir, digest, opts, cluster, n_done_before,
+                                 n_engine_total)
     except KeyboardInterrupt:
         done = sum(is_done(sample_path(run_dir, t.key), t, digest, opts.retry_failed)
                    for t in tasks if t.simulate)
@@ -178,38 +204,44 @@ def _strict_stop(key: str, error: str) -> CimspiceError:
                          f"to record failures and continue)")
 
 
-def _run_engine(tasks: list[SampleTask], run_dir: Path, digest: str, opts: Options, n_before: int,
-                n_total: int) -> dict:
-    """Engine tasks across worker processes, longest first; returns the timing block."""
-    jobs = opts.jobs or default_jobs()
+def _run_engine(tasks: list[SampleTask], run_dir: Path, digest: str, opts: Options,
+                cluster: Cluster, n_before: int, n_total: int) -> dict:
+    """Engine tasks on the cluster, longest first; each sample file the workers return is
+    written here, atomically, as it arrives. Returns the timing block."""
     t0 = time.perf_counter()
     n_failed = 0
+    t_start = None
+    n_threads = 0
     if tasks:
         # Longest first (event count ~ engine time): no long sample left alone at the end.
         tasks = sorted(tasks, key=lambda t: -t.events.size)
-        work = [(t, str(sample_path(run_dir, t.key)), digest) for t in tasks]
         bar = progress(n_total, opts.engine, opts.progress)
         bar.update(n_before)
-        workers = WorkerSet(min(jobs, len(tasks)), run_and_write)
-        try:
-            with bar:
-                for (task, path, _), summary, died in workers.map_unordered(work):
-                    if died:  # no file from the dead worker: record the failure
-                        out = run_sample(dataclasses.replace(task, simulate=False, keep_waveforms=False))
-                        # ideal states stay usable, as for engine errors
-                        write_sample(Path(path), dataclasses.replace(out, error=died), task, digest)
-                        summary = {"key": task.key, "error": died}
-                    bar.update(1)
-                    if summary["error"]:
-                        n_failed += 1
-                        bar.set_postfix(failed=n_failed)
-                        if opts.strict:
-                            raise _strict_stop(summary["key"], summary["error"])
-        except BaseException:
-            workers.terminate()
-            raise
-        workers.close()
+        cluster.ensure(len(tasks))
+        t_start = time.perf_counter() - t0
+        n_threads = cluster.n_threads
+        with bar:
+            for (task, _), value, died in cluster.map_unordered(
+                    run_to_file, [(t, digest) for t in tasks], keys=[t.key for t in tasks],
+                    batch_s=BATCH_S):
+                path = sample_path(run_dir, task.key)
+                if died:  # the task killed its workers: record the failure with ideal states
+                    out = run_sample(dataclasses.replace(task, simulate=False, keep_waveforms=False))
+                    write_sample(path, dataclasses.replace(out, error=died), task, digest)
+                    summary = {"key": task.key, "error": died}
+                else:
+                    data, summary = value
+                    write_file_bytes(path, data)
+                bar.update(1)
+                if summary["error"]:
+                    n_failed += 1
+                    bar.set_postfix(failed=n_failed)
+                    if opts.strict:
+                        raise _strict_stop(summary["key"], summary["error"])
     wall = time.perf_counter() - t0
     n = len(tasks)
-    return {"jobs": min(jobs, n) if n else jobs, "jobs_requested": jobs, "n_simulated": n,
-            "wall_time_s": wall if n else 0.0, "samples_per_s": n / wall if n and wall > 0 else None}
+    jobs = n_threads or opts.jobs or default_jobs()
+    return {"jobs": jobs, "jobs_requested": opts.jobs if opts.scheduler else (opts.jobs or default_jobs()),
+            "scheduler": opts.scheduler or "local", "n_simulated": n,
+            "wall_time_s": wall if n else 0.0, "cluster_start_s": t_start,
+            "samples_per_s": n / wall if n and wall > 0 else None}

@@ -20,6 +20,7 @@ import numpy as np
 import scipy
 
 from .. import __version__
+from ..energy import fmt_energy
 from ..engines.ngspice import ngspice_version
 from ..io.files import write_text_atomic
 from ..readout import accuracy, confusion_matrix, make_readout
@@ -30,7 +31,8 @@ PROTOCOLS = ("software", "ideal", "transfer", "retrained")
 _TITLES = {"software": "software accuracy", "ideal": "ideal accuracy",
            "transfer": "transfer accuracy ({engine})",
            "retrained": "retrained accuracy ({engine})"}
-REPORT_FORMAT = 3   # 2: states from a named engine; 3: 'software' protocol, per-sample predictions
+REPORT_FORMAT = 4   # 2: states from a named engine; 3: 'software' protocol, per-sample predictions;
+                    # 4: energy (per sample and mean)
 
 
 # ------------------------------------------------------------------------------------------
@@ -133,7 +135,25 @@ def compute_report(records: list[SampleRecord], *, readout: str = "ridge", circu
         "failures": failures,
         "test_labels": {r.key: int(r.label) for r in test},
         "trace_sample": next((r.key for r in test if r.circuit is not None and not r.error), None),
+        "energy": energy_report(sim_ok),
     }
+
+
+ENERGY_KEYS = ("per_inference_J", "per_event_J", "per_pulse_J", "crossbar_J", "write_J", "read_J",
+               "adc_J", "latency_s")
+
+
+def energy_report(records: list[SampleRecord]) -> dict | None:
+    """Per-sample and mean energy of the simulated samples that carry it (None: none do, e.g.
+    ``[energy] accounting = false`` or an engine without accounting)."""
+    recs = [r for r in records if r.energy]
+    if not recs:
+        return None
+    per = {r.key: {k: float(r.energy[k]) for k in ENERGY_KEYS if k in r.energy} for r in recs}
+    mean = {k: float(np.mean([v[k] for v in per.values() if k in v])) for k in ENERGY_KEYS}
+    pe = np.array([v["per_event_J"] for v in per.values()])
+    return {"n": len(recs), "mean": mean, "min_per_event_J": float(pe.min()),
+            "max_per_event_J": float(pe.max()), "per_sample": per}
 
 
 def versions(records: list[SampleRecord]) -> dict:
@@ -170,6 +190,15 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
     rows.append(("state NRMSE mean / max",
                  "n/a" if nr["mean"] is None else f"{100 * nr['mean']:.3g} % / {100 * nr['max']:.3g} % "
                                                    f"({nr['n']} samples)"))
+    en = report.get("energy")
+    if en:
+        m, f = en["mean"], fmt_energy
+        rows.append(("energy per inference (mean)",
+                     f"{f(m['per_inference_J'])}: crossbar {f(m['crossbar_J'])}, write {f(m['write_J'])}, "
+                     f"read {f(m['read_J'])}, ADC {f(m['adc_J'])} ({en['n']} samples)"))
+        rows.append(("energy per event (mean)",
+                     f"{f(m['per_event_J'])} (samples {f(en['min_per_event_J'])} .. "
+                     f"{f(en['max_per_event_J'])}); latency {m['latency_s'] * 1e6:.4g} us per inference"))
     rows.append((f"{report.get('engine', 'ngspice')} time (total)",
                  f"{report['engine_time_s_total']:.1f} s"))
     t = report.get("timing", {})
@@ -206,12 +235,37 @@ def report_markdown(report: dict) -> str:
              f"cimspice {v.get('cimspice', '')}, ngspice {v.get('ngspice', '')}, numpy {v.get('numpy', '')}.",
              "", "| figure | value |", "|---|---|"]
     lines += [f"| {k} | {val} |" for k, val in summary_rows(report)]
+    lines += energy_markdown(report.get("energy"))
     if report["failures"]:
         lines += ["", "## Failed samples", "", "| sample | error |", "|---|---|"]
         lines += [f"| {f['key']} | {f['error'].replace('|', '/')} |" for f in report["failures"]]
     lines += ["", "![trajectories](trajectories.png)", "![accuracy](accuracy.png)",
               "![confusion](confusion.png)", "![NRMSE](nrmse_hist.png)", ""]
     return "\n".join(lines)
+
+
+ENERGY_TABLE_ROWS = 50   # samples listed in report.md (report.json has every one)
+
+
+def energy_markdown(en: dict | None) -> list[str]:
+    """The per-sample energy table of report.md (first ENERGY_TABLE_ROWS samples)."""
+    if not en:
+        return []
+    f = fmt_energy
+    lines = ["", "## Energy per sample", "",
+             "Delivered by the circuit's sources (behavioural stages ideal: their static power and "
+             "ADCs are not modelled; ADC = `[energy] adc_per_read_J` x conversions).", "",
+             "| sample | per inference | per event | crossbar | write | read | ADC |",
+             "|---|---|---|---|---|---|---|"]
+    for key, v in list(en["per_sample"].items())[:ENERGY_TABLE_ROWS]:
+        lines.append(f"| {key} | {f(v['per_inference_J'])} | {f(v['per_event_J'])} | {f(v['crossbar_J'])} "
+                     f"| {f(v['write_J'])} | {f(v['read_J'])} | {f(v['adc_J'])} |")
+    m = en["mean"]
+    lines.append(f"| **mean** ({en['n']}) | {f(m['per_inference_J'])} | {f(m['per_event_J'])} | "
+                 f"{f(m['crossbar_J'])} | {f(m['write_J'])} | {f(m['read_J'])} | {f(m['adc_J'])} |")
+    if en["n"] > ENERGY_TABLE_ROWS:
+        lines.append(f"\n({en['n'] - ENERGY_TABLE_ROWS} more samples in report.json)")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------

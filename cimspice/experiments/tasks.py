@@ -11,6 +11,7 @@ tells a resumed run which samples to skip.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..config import config_from_toml
 from ..errors import CimspiceError, InputError, one_line
 from ..events import EventSample
 from ..hardware.mapping import CircuitMapping
+from ..io.files import atomic_path
 from ..io.results import Result, read_result, write_result
 from ..pipeline import Prepared, SimResult, assemble_result, build, simulate
 from ..ssm import SSMParams
@@ -148,14 +150,26 @@ def write_sample(path: Path, outcome: SampleOutcome, task: SampleTask, config_di
     write_result(path, sample_result(outcome, task, config_digest))
 
 
-def run_and_write(job: tuple) -> dict:
-    """Worker entry, ``job = (task, path, config_digest)``: run one task, write its file and
-    return a small summary (key, error, nrmse, engine_time_s)."""
-    task, path, digest = job
+def run_to_file(job: tuple) -> tuple[bytes, dict]:
+    """Worker entry, ``job = (task, config_digest)``: run one task and return the bytes of its
+    sample file and a small summary (key, error, nrmse, engine_time_s). The caller writes the
+    bytes (:func:`write_file_bytes`): the worker needs no access to the run directory (it may
+    run on another machine) and can be killed at any moment without leaving a partial sample
+    file; the HDF5 encoding still runs in parallel, on the workers."""
+    task, digest = job
     outcome = run_sample(task)
-    write_sample(Path(path), outcome, task, digest)
-    return {"key": task.key, "error": outcome.error, "nrmse": outcome.nrmse,
-            "engine_time_s": outcome.engine_time_s}
+    with tempfile.TemporaryDirectory(prefix="cimspice-sample-") as tmp:
+        path = Path(tmp) / f"{task.key}.h5"
+        write_sample(path, outcome, task, digest)
+        data = path.read_bytes()
+    return data, {"key": task.key, "error": outcome.error, "nrmse": outcome.nrmse,
+                  "engine_time_s": outcome.engine_time_s}
+
+
+def write_file_bytes(path: Path, data: bytes) -> None:
+    """Write a sample file returned by :func:`run_to_file`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 @dataclass
@@ -176,6 +190,7 @@ class SampleRecord:
     config_digest: str
     ngspice_version: str
     engine: str = ""
+    energy: dict | None = None   # the result file's /energy figures (None: not accounted)
 
 
 def read_sample(path: Path) -> SampleRecord:
@@ -192,7 +207,8 @@ def read_sample(path: Path) -> SampleRecord:
         nrmse=float(r.metrics.get("state_nrmse", float("nan"))),
         engine_time_s=float(r.metrics.get("engine_time_s", 0.0)), error=str(a.get("error", "")),
         simulated=bool(a.get("simulated", False)), config_digest=str(a.get("config_digest", "")),
-        ngspice_version=str(a.get("ngspice_version", "")), engine=str(a.get("engine", "")))
+        ngspice_version=str(a.get("ngspice_version", "")), engine=str(a.get("engine", "")),
+        energy=r.energy or None)
 
 
 def is_done(path: Path, task: SampleTask, config_digest: str, retry_failed: bool) -> bool:

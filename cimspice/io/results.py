@@ -13,6 +13,10 @@ Layout::
     /model/B, taus, groups, G_plus, G_minus, G_rram_plus, G_rram_minus, r_tia, gains
     /labels          (S,) when known
     /metrics         attrs: state_nrmse, wall_time_s, engine_time_s, n_events, ...
+    /energy          scalar datasets (when the engine accounted energy; cimspice.energy.NAMES):
+                     crossbar_J, write_J, read_J, adc_J, total_J, per_event_J, per_pulse_J,
+                     per_inference_J (J), latency_s (s), n_events, n_pulses, n_reads,
+                     n_conversions; attrs: engine, not_modelled
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from .. import __version__
 from ..text import storable_text
+from ..energy import NOT_MODELLED
 from ..errors import InputError
 from .files import atomic_path
 
@@ -44,6 +49,7 @@ class Result:
     metrics: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
     waveforms: dict = field(default_factory=dict)
+    energy: dict = field(default_factory=dict)   # /energy scalars (empty: not accounted)
 
 
 def write_result(path: str | Path, result: Result) -> None:
@@ -80,6 +86,12 @@ def write_result(path: str | Path, result: Result) -> None:
             met = f.create_group("metrics")
             for k, v in result.metrics.items():
                 met.attrs[k] = v
+            if result.energy:
+                eg = f.create_group("energy")
+                eg.attrs["engine"] = storable_text(str(result.attrs.get("engine", "")))
+                eg.attrs["not_modelled"] = NOT_MODELLED
+                for k, v in result.energy.items():
+                    eg.create_dataset(k, data=v)
 
 
 def _metrics(f) -> dict:
@@ -111,5 +123,6 @@ def read_result(path: str | Path) -> Result:
             metrics=_metrics(f),
             attrs=dict(f.attrs),
             waveforms={k: f["waveforms"][k][()] for k in f["waveforms"]} if "waveforms" in f else {},
+            energy={k: f["energy"][k][()].item() for k in f["energy"]} if "energy" in f else {},
         )
     return res

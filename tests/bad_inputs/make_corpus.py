@@ -211,6 +211,10 @@ def config_files(d: Path) -> None:
                               '[read]\nmode = "pulse"\nv_read = 0.5\n'),
         "merge_count_trace.toml": '[events]\nmerge = "count"\n[circuit]\ntopology = "trace"\n',
         "window_not_bool.toml": '[device]\nwindow = "on"\n',
+        # energy accounting (cimspice/energy.py)
+        "adc_energy_negative.toml": "[energy]\nadc_per_read_J = -1e-12\n",
+        "energy_accounting_not_bool.toml": '[energy]\naccounting = "yes"\n',
+        "energy_unknown_key.toml": "[energy]\nadc_per_read = 1e-12\n",
         # valid keys; refused when the schedule is built: 10 read slots of 5 ms in a 20 ms stream
         "read_slots_overlap.toml": ('[circuit]\ntopology = "trace"\n[device]\npreset = "wox"\n'
                                     '[read]\nmode = "pulse"\nt_read = 5e-3\n'),
