@@ -3,8 +3,8 @@
 - one BLAS thread (J workers x T threads would oversubscribe the cores);
 - its share of simulator processes, ``$CIMSPICE_PROCESS_SLOTS`` = its host's cores / worker
   threads on that host (ngspice-tiled runs tiles in parallel), unless already set;
-- SIGINT ignored in the workers of a private local cluster (Ctrl-C is the main process's
-  business: it stops the workers);
+- SIGINT ignored in the workers of a private local cluster (they are also spawned with it
+  blocked, :func:`.workers._spawn_env`: Ctrl-C is the main process's business, it stops them);
 - a *reaper* (:mod:`.reaper`): a tiny process in its own session that waits on a pipe whose
   write end only the worker holds. When the pipe closes (the worker exited, or was SIGKILLed
   and could not clean up), it SIGKILLs every process whose environment carries the worker's tag

@@ -294,7 +294,7 @@ class Cluster:
             by_time = int(batch_s / max(per_item[0] / per_item[1], 1e-6))
             # never more than a share of what is left: the last tasks stay small, no worker
             # is left alone with a long batch at the end
-            return max(1, min(_MAX_BATCH, by_time, len(todo) // (2 * threads)))
+            return max(1, min(_MAX_BATCH, by_time, len(todo) // (2 * max(1, threads))))
 
         def submit_next():
             if retry:
