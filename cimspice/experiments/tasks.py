@@ -158,12 +158,22 @@ def run_to_file(job: tuple) -> tuple[bytes, dict]:
     file; the HDF5 encoding still runs in parallel, on the workers."""
     task, digest = job
     outcome = run_sample(task)
-    with tempfile.TemporaryDirectory(prefix="cimspice-sample-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cimspice-sample-", dir=_scratch_dir()) as tmp:
         path = Path(tmp) / f"{task.key}.h5"
         write_sample(path, outcome, task, digest)
         data = path.read_bytes()
     return data, {"key": task.key, "error": outcome.error, "nrmse": outcome.nrmse,
                   "engine_time_s": outcome.engine_time_s}
+
+
+def _scratch_dir() -> str | None:
+    """The Dask worker's own directory when running in one (Dask removes it with the worker,
+    and a SIGKILLed worker's at the next start), else the system's temp directory."""
+    try:
+        from distributed import get_worker
+        return get_worker().local_directory
+    except (ImportError, ValueError):
+        return None
 
 
 def write_file_bytes(path: Path, data: bytes) -> None:
