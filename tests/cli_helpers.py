@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from click.testing import CliRunner
+
+import cimspice
 
 from cimspice.cli import main
 
@@ -32,3 +36,11 @@ def one_line_error(res) -> str:
     assert res.exit_code != 0
     assert err.startswith("error: ") and "\n" not in err, err
     return err
+
+
+def first_events(path, index: int = 0, frac: float = 1 / 3):
+    """Sample ``index`` of a dataset file cut to its first ``frac`` of events (>= 10): a short,
+    real stream for engine comparisons that stay within the suite's time budget."""
+    s = cimspice.load_events(str(path), index=index)
+    n = max(10, int(len(s.events) * frac))
+    return dataclasses.replace(s, events=s.events[:n])

@@ -38,7 +38,7 @@ from cimspice.errors import ConfigError
 from cimspice.experiments.report import energy_report
 from cimspice.experiments.tasks import SampleRecord
 
-from cli_helpers import cli
+from cli_helpers import cli, first_events
 
 COMPONENTS = ("crossbar_J", "write_J", "read_J")
 TRACE = {"circuit": {"topology": "trace"}, "read": {"mode": "pulse"}}
@@ -51,10 +51,6 @@ def bars(tmp_path_factory) -> Path:
     return path
 
 
-def _sample(path, index=0, frac=1 / 3):
-    s = cimspice.load_events(str(path), index=index)
-    n = max(10, int(len(s.events) * frac))
-    return dataclasses.replace(s, events=s.events[:n])
 
 
 def hand_sum(prep) -> float:
@@ -68,7 +64,7 @@ def hand_sum(prep) -> float:
 def test_resistive_crossbar_energy_is_the_hand_sum(bars, merge):
     """'extend' varies the widths, 'count' the amplitudes u."""
     cfg = Config().replace(circuit={"access": "none"}, events={"merge": merge})
-    prep = cimspice.build(_sample(bars), cfg)
+    prep = cimspice.build(first_events(bars), cfg)
     if merge == "count":
         assert prep.schedule.amplitude.max() > 1
     want = hand_sum(prep)
@@ -90,7 +86,7 @@ COMBOS = [
 @pytest.mark.parametrize("index", [0, 1])
 def test_twin_energy_matches_ngspice(bars, name, sections, index):
     cfg = Config().replace(**sections)
-    prep = cimspice.build(_sample(bars, index), cfg)
+    prep = cimspice.build(first_events(bars, index), cfg)
     ng = cimspice.simulate(prep).energy
     tw = cimspice.simulate(prep, engine="twin").energy
     for k in COMPONENTS:
@@ -107,7 +103,7 @@ def test_integrators_do_not_move_ngspice(bars, name, sections):
     """Same time points (to the last bits) and states with and without accounting (the
     integrator's capacitor current stays far below abstol: it never limits a step)."""
     cfg = Config().replace(**sections)
-    on = cimspice.build(_sample(bars), cfg)
+    on = cimspice.build(first_events(bars), cfg)
     off = dataclasses.replace(on, cfg=cfg.replace(energy={"accounting": False}))
     assert "e_xbar" in on.deck and "e_xbar" not in off.deck and not off.deck_info.energy
     runs = []

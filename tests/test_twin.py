@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import cimspice
+from cli_helpers import first_events
 from cimspice.config import Config, check_config
 from cimspice.datasets import make_dataset, save_dataset
 from cimspice.engines import twin, twin_crossbar
@@ -44,10 +45,6 @@ def bars(tmp_path_factory) -> Path:
     return path
 
 
-def _sample(path, index=0, frac=1 / 3):
-    s = cimspice.load_events(str(path), index=index)
-    n = max(10, int(len(s.events) * frac))
-    return dataclasses.replace(s, events=s.events[:n])
 
 
 def _cfg(circuit=None, device=None, sim=None, events=None):
@@ -88,7 +85,7 @@ COMBOS = [
 def test_twin_matches_ngspice(bars, name, circuit, device, sim, events, tol):
     cfg = _cfg(circuit, device, sim, events)
     check_supported(cfg)
-    prep = cimspice.build(_sample(bars), cfg)
+    prep = cimspice.build(first_events(bars), cfg)
     res = cimspice.simulate(prep)
     e_state, e_wp, e_wm = _compare(prep, res)
     print(f"{name}: state NRMSE {e_state:.2e}, w+ {e_wp:.2e}, w- {e_wm:.2e}")
@@ -287,7 +284,7 @@ def test_sample_times_any_order_and_out_of_range():
 
 def test_chunking_and_block_scan_do_not_change_results(monkeypatch, bars):
     cfg = _cfg(device={"window": True})
-    s = _sample(bars, frac=0.3)
+    s = first_events(bars, frac=0.3)
     # build the mapping without ngspice (linear mode: analytic gains)
     sch = schedule_sample(s, cfg)
     mp = map_ssm(make_model(cfg, sch.n_rows), cfg, [sch])

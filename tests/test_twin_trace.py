@@ -9,13 +9,13 @@ target; measured 0.33 %).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cimspice
+from cli_helpers import first_events
 from cimspice.config import Config
 from cimspice.datasets import make_dataset, save_dataset
 from cimspice.engines.registry import get_engine
@@ -32,10 +32,6 @@ def bars(tmp_path_factory) -> Path:
     return path
 
 
-def _sample(path, index=0, frac=1 / 3):
-    s = cimspice.load_events(str(path), index=index)
-    n = max(10, int(len(s.events) * frac))
-    return dataclasses.replace(s, events=s.events[:n])
 
 
 def _merge(*parts: dict) -> dict:
@@ -67,7 +63,7 @@ COMBOS = [
 @pytest.mark.parametrize("name,sections,tol", COMBOS, ids=[c[0] for c in COMBOS])
 def test_twin_matches_ngspice_on_trace_and_read_pulses(bars, name, sections, tol):
     cfg = Config().replace(**sections)
-    prep = cimspice.build(_sample(bars), cfg)
+    prep = cimspice.build(first_events(bars), cfg)
     a = cimspice.simulate(prep, engine="ngspice")
     b = cimspice.simulate(prep, engine="twin")
     err = nrmse(b.circuit, a.circuit)
