@@ -1,7 +1,7 @@
 """Run configuration: frozen dataclasses, loaded from TOML, written back as TOML text.
 
 One file configures the whole data flow (``[events]``, ``[ssm]``, ``[device]``, ``[circuit]``,
-``[read]``, ``[sim]``, ``[energy]``). Every key has a default, so every command works without a
+``[read]``, ``[sim]``, ``[energy]``, ``[variation]``). Every key has a default, so every command works without a
 file. Unknown sections or keys and wrong types are refused with one line naming the file and the
 key.
 """
@@ -145,6 +145,26 @@ class EnergyConfig:
 
 
 @dataclass(frozen=True)
+class VariationConfig:
+    """Device and array variation, noise and ADC (docs/design.md "Variation"); every key 0 = off.
+
+    Draws are made in Python (hardware.variation) from ``seed``, the sample key and the device
+    index, stored in result files, and applied identically by every engine. ``read_noise`` and
+    ``adc_bits`` act on the sampled states (not in the deck).
+    """
+
+    tau_sigma: float = 0.0        # sigma of ln(tau) per volatile device (lognormal, median = nominal)
+    write_sigma: float = 0.0      # sigma of ln(write rate) per volatile device (lognormal, median 1)
+    write_noise: float = 0.0      # relative sigma of dw per write pulse (per device; per pair in 'state')
+    g_sigma: float = 0.0          # relative sigma of each crossbar cell's conductance, clipped to [g_min, g_max]
+    driver_offset: float = 0.0    # sigma of a fixed offset per write driver, V ('state')
+    read_noise: float = 0.0       # sigma of the noise added to each sampled state, relative to full scale
+    adc_bits: int = 0             # states quantised over the full scale (0 = off)
+    seed: int = 0                 # chip instance: the seed of every draw
+    recalibrate: bool = False     # false: gains calibrated on the nominal chip (as deployed); true: per instance
+
+
+@dataclass(frozen=True)
 class Config:
     events: EventConfig = field(default_factory=EventConfig)
     ssm: SSMConfig = field(default_factory=SSMConfig)
@@ -153,6 +173,7 @@ class Config:
     read: ReadConfig = field(default_factory=ReadConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
+    variation: VariationConfig = field(default_factory=VariationConfig)
 
     def replace(self, **sections: dict) -> "Config":
         """Validated copy with some keys changed: ``cfg.replace(circuit={'r_wire': 2.0})``.
@@ -181,7 +202,7 @@ class Config:
         return hashlib.sha256(self.to_toml().encode()).hexdigest()[:16]
 
 
-_SECTIONS = ("events", "ssm", "device", "circuit", "read", "sim", "energy")
+_SECTIONS = ("events", "ssm", "device", "circuit", "read", "sim", "energy", "variation")
 
 _CHOICES = {
     ("events", "merge"): ("extend", "count", "drop"),
@@ -316,6 +337,16 @@ def check_config(cfg: Config, where: str = "config") -> Config:
     need(m.timeout > 0, "sim", "timeout", "must be > 0 s")
     need(cfg.energy.adc_per_read_J >= 0, "energy", "adc_per_read_J",
          "energy of one ADC conversion must be >= 0 J")
+    v = cfg.variation
+    for key in ("tau_sigma", "write_sigma", "write_noise", "g_sigma", "driver_offset", "read_noise"):
+        need(getattr(v, key) >= 0, "variation", key, "a spread must be >= 0 (0 = off)")
+    need(v.tau_sigma <= 2 and v.write_sigma <= 2, "variation",
+         "tau_sigma" if v.tau_sigma > 2 else "write_sigma",
+         "sigma of a log-normal factor must be <= 2 (a factor of e^2 = 7.4 per sigma)")
+    need(0 <= v.adc_bits <= 24, "variation", "adc_bits", "must lie in 0..24 (0 = no ADC)")
+    need(v.seed >= 0, "variation", "seed", "must be >= 0")
+    need(v.driver_offset == 0 or c.topology == "state", "variation", "driver_offset",
+         "the trace topology has no write drivers (fixed write pulses); set it to 0")
     check_device_preset(cfg, where)
     return cfg
 
