@@ -19,8 +19,10 @@ from .text import safe_text
 from .errors import CimspiceError, InputError
 from .events import event_stats
 from .experiments import evaluate as evaluation
+from .experiments import sweep as sweeping
 from .experiments.plots import plot_result_file
 from .experiments.report import summary_table
+from .experiments.sweep_report import text_table
 from .io.event_files import load_events
 from .io.files import check_output_path, write_text_atomic
 from .io.results import write_result
@@ -151,10 +153,12 @@ def _load_for_circuit(events_file, index, config, weights, sort):
     return cfg, sample, calibration
 
 
-def _build(sample, cfg, weights, calibration):
-    """``build`` on the dataset's calibration samples (``None``: the sample calibrates itself)."""
+def _build(sample, cfg, weights, calibration, index=None):
+    """``build`` on the dataset's calibration samples (``None``: the sample calibrates itself);
+    the sample key of the noise draws is its ``index`` (0 for a single-sample file)."""
     schedules, record = calibration if calibration else (None, None)
-    return build(sample, cfg, weights=weights, calibration=schedules, calibration_record=record)
+    return build(sample, cfg, weights=weights, calibration=schedules, calibration_record=record,
+                 key=index or 0)
 
 
 _circuit_options = [
@@ -180,7 +184,7 @@ def build_netlist(events_file, index, config, weights, sort, output):
     """Write the ngspice deck of the SSM layer for one event sample (runs with `ngspice -b`)."""
 
     cfg, sample, calibration = _load_for_circuit(events_file, index, config, weights, sort)
-    prep = _build(sample, cfg, weights, calibration)
+    prep = _build(sample, cfg, weights, calibration, index)
     write_text_atomic(output, prep.deck)
     m = prep.mapping
     click.echo(f"wrote {output}: {m.n_inputs} rows x {m.n_states} states, {prep.schedule.n_pulses} pulses, "
@@ -208,7 +212,7 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
     if waveforms and not eng.dense_waveforms:
         raise InputError(f"--waveforms: the {engine} engine computes the states at the sample times "
                          f"only (no dense traces); drop --waveforms or use --engine ngspice")
-    prep = _build(sample, cfg, weights, calibration)
+    prep = _build(sample, cfg, weights, calibration, index)
     check_output_path(output)  # fail early on an unwritable output, before the engine runs
     if deck:
         write_text_atomic(deck, prep.deck)
@@ -236,34 +240,57 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
     click.echo(f"wrote         {output}")
 
 
+_run_options = [
+    click.option("--dataset", "-d", required=True, metavar="NAME|FILE",
+                 help="Built-in dataset name (generated with --n, --seed), a dataset .npz file or "
+                      "an SHD/SSC-layout .h5 (split by the split rule, or the training file with "
+                      "--test-dataset)."),
+    click.option("--test-dataset", metavar="FILE", default=None,
+                 help="Test-split file (.npz or SHD .h5); --dataset is then the training file."),
+    click.option("--n", "n", type=int, default=None, help="Samples to generate (built-in NAME only)."),
+    click.option("--seed", type=int, default=None, help="Dataset seed (built-in NAME only; default 0)."),
+    click.option("--n-train", type=int, default=None, help="First N training samples (default: all)."),
+    click.option("--n-test", type=int, default=None, help="First N test samples (default: all)."),
+    click.option("--jobs", "-j", type=int, default=None,
+                 help="Local Dask worker processes, one thread each (default: number of cores)."),
+    click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                 help="Run the engine on an existing Dask cluster (`dask scheduler` + `dask worker`) "
+                      "instead of local workers; the run directory is written by this process."),
+    click.option("--config", "-c", "config", type=click.Path(), default=None, help="TOML configuration."),
+    click.option("--weights", "-w", type=click.Path(), default=None,
+                 help="SSM weights .npz (B, taus, groups)."),
+    _engine_option,
+    click.option("--readout", type=click.Choice(["ridge", "logistic"]), default="ridge",
+                 show_default=True),
+    click.option("--no-plots", is_flag=True, help="Skip the PNG plots."),
+    click.option("-o", "--output", required=True, type=click.Path(), help="Run directory."),
+]
+
+
+def run_options(fn):
+    """The options of the commands that run a dataset into a run directory (evaluate, sweep)."""
+    for opt in reversed(_run_options):
+        fn = opt(fn)
+    return fn
+
+
+def _interruptible(run, opts):
+    """``run(opts)``; on Ctrl-C its one line on stderr and exit code 130 (finished work kept)."""
+    try:
+        return run(opts)
+    except (evaluation.Interrupted, KeyboardInterrupt) as exc:
+        click.echo(str(exc) or "interrupted", err=True)
+        sys.exit(130)
+
+
 @main.command()
-@click.option("--dataset", "-d", required=True, metavar="NAME|FILE",
-              help="Built-in dataset name (generated with --n, --seed), a dataset .npz file or an "
-                   "SHD/SSC-layout .h5 (split by the split rule, or the training file with "
-                   "--test-dataset).")
-@click.option("--test-dataset", metavar="FILE", default=None,
-              help="Test-split file (.npz or SHD .h5); --dataset is then the training file.")
-@click.option("--n", "n", type=int, default=None, help="Samples to generate (built-in NAME only).")
-@click.option("--seed", type=int, default=None, help="Dataset seed (built-in NAME only; default 0).")
-@click.option("--n-train", type=int, default=None, help="First N training samples (default: all).")
-@click.option("--n-test", type=int, default=None, help="First N test samples (default: all).")
-@click.option("--jobs", "-j", type=int, default=None,
-              help="Local Dask worker processes, one thread each (default: number of cores).")
-@click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
-              help="Run the engine on an existing Dask cluster (`dask scheduler` + `dask worker`) "
-                   "instead of local workers; the run directory is written by this process.")
-@click.option("--config", "-c", "config", type=click.Path(), default=None, help="TOML configuration.")
-@click.option("--weights", "-w", type=click.Path(), default=None, help="SSM weights .npz (B, taus, groups).")
+@run_options
 @click.option("--circuit-train", "--spice-train", "circuit_train", is_flag=True,
               help="Also simulate the training split (enables 'retrained'); --spice-train is the "
                    "0.1.0 name.")
-@_engine_option
-@click.option("--readout", type=click.Choice(["ridge", "logistic"]), default="ridge", show_default=True)
 @click.option("--strict", is_flag=True, help="Stop at the first failing sample (exit 1).")
 @click.option("--force", is_flag=True, help="Discard samples of a run made with another config/dataset.")
 @click.option("--retry-failed", is_flag=True, help="Simulate again the samples recorded as failed.")
-@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Run directory.")
 @friendly_errors
 def evaluate(dataset, test_dataset, n, seed, n_train, n_test, jobs, scheduler, config, weights,
              circuit_train, engine, readout, strict, force, retry_failed, no_plots, output):
@@ -274,13 +301,37 @@ def evaluate(dataset, test_dataset, n, seed, n_train, n_test, jobs, scheduler, c
                               circuit_train=circuit_train, readout=readout, strict=strict,
                               force=force, retry_failed=retry_failed, plots=not no_plots,
                               engine=engine, test_dataset=test_dataset)
-    try:
-        report = evaluation.evaluate(opts)
-    except (evaluation.Interrupted, KeyboardInterrupt) as exc:
-        click.echo(str(exc) or "interrupted", err=True)
-        sys.exit(130)
+    report = _interruptible(evaluation.evaluate, opts)
     click.echo(summary_table(report))
     click.echo(f"report        {Path(output) / 'report.md'}")
+
+
+@main.command()
+@run_options
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=V1,V2,...",
+              help="A swept config key and its values, e.g. variation.tau_sigma=0,0.1,0.2 "
+                   "(repeatable: the grid is the product of every --set; the first one is the x "
+                   "axis of the plots).")
+@click.option("--seeds", type=int, default=1, show_default=True,
+              help="Chip instances per grid point: [variation] seed 0..N-1.")
+@click.option("--force", is_flag=True, help="Discard the results of a sweep made with other settings.")
+@friendly_errors
+def sweep(dataset, test_dataset, n, seed, n_train, n_test, jobs, scheduler, config, weights,
+          engine, readout, no_plots, output, sets, seeds, force):
+    """Accuracy and state NRMSE over a grid of config values x chip instances (every sample
+    simulated, train and test): sweep.csv, report.md and plots, mean and 95 % CI over seeds."""
+    opts = sweeping.Options(dataset=dataset, run_dir=Path(output), sets=tuple(sets), seeds=seeds,
+                            n=n, seed=seed, n_train=n_train, n_test=n_test, jobs=jobs,
+                            scheduler=scheduler, config=config, weights=weights, readout=readout,
+                            force=force, plots=not no_plots, engine=engine,
+                            test_dataset=test_dataset)
+    summary = _interruptible(sweeping.sweep, opts)
+    click.echo(text_table(summary))
+    t, sel = summary["timing"], summary["selected"]
+    click.echo(f"{len(summary['points'])} points x {seeds} chip instances x "
+               f"{sel['train'] + sel['test']} samples on {engine}: {t['n_simulated']} simulated now "
+               f"({t['wall_time_s']:.1f} s), {sum(r['n_failed'] for r in summary['rows'])} failed")
+    click.echo(f"wrote {Path(output) / 'sweep.csv'}, {Path(output) / 'report.md'}")
 
 
 @main.command()

@@ -31,6 +31,7 @@ from .errors import ConfigError, EventFileError, InputError
 from .events import EventDataset, EventSample
 from .hardware.mapping import CircuitMapping, calibrate_gains, map_ssm
 from .hardware.trace import map_trace
+from .hardware.variation import CALIBRATION_KEY, draw_sample, full_scale, realise, sense
 from .io.event_files import load_dataset
 from .io.results import Result
 from .schedule import PulseSchedule, schedule_sample, software_schedule
@@ -87,33 +88,44 @@ def calibration_for_file(path, cfg: Config) -> tuple[list[PulseSchedule], dict] 
 def program(model: SSMParams, cfg: Config, schedules: list[PulseSchedule], *,
             engine: str = DEFAULT_ENGINE, record: dict | None = None) -> CircuitMapping:
     """Map ``model`` onto the circuit, scaled on ``schedules``; in non-linear write modes the
-    gains are fitted on ``engine`` runs of them. ``record`` (which samples) goes to ``info``."""
+    gains are fitted on ``engine`` runs of them. ``record`` (which samples) goes to ``info``.
+
+    The chip is designed and calibrated on nominal devices, then programmed onto the instance
+    ``[variation] seed`` (hardware.variation.realise); ``[variation] recalibrate`` fits the gains
+    again on the instance (least squares on ``engine`` runs of the calibration samples). With
+    read noise or an ADC, ``info['full_scale']`` holds each state's full scale."""
     mapper = map_trace if cfg.circuit.topology == "trace" else map_ssm
-    mapping = calibrate(model, mapper(model, cfg, schedules), cfg, schedules, engine=engine)
+    nominal = calibrate(model, mapper(model, cfg, schedules), cfg, schedules, engine=engine)
+    mapping = realise(nominal, cfg)
+    if cfg.variation.recalibrate:
+        mapping = calibrate(model, mapping, cfg, schedules, engine=engine, force=True)
     if not np.all(np.isfinite(mapping.gains)):
         raise ConfigError(f"config: [device] preset={cfg.device.preset!r} mode={cfg.device.mode!r}: "
                           f"the state gains could not be "
                           f"calibrated (non-finite); check the [device] write parameters")
     info = {**mapping.info, "calibration_engine": engine if mapping.gain_method != "analytic" else ""}
+    if cfg.variation.read_noise or cfg.variation.adc_bits:
+        info["full_scale"] = full_scale([prepare(sch, model, mapping, cfg).ideal for sch in schedules])
     if record is not None:
         info["calibration"] = record
     return replace(mapping, info=info)
 
 
 def calibrate(model: SSMParams, mapping: CircuitMapping, cfg: Config, schedules: list,
-              max_runs: int = 4, *, engine: str = DEFAULT_ENGINE) -> CircuitMapping:
+              max_runs: int = 4, *, engine: str = DEFAULT_ENGINE, force: bool = False) -> CircuitMapping:
     """Fit the state gains on engine runs of calibration schedules (non-linear writes only:
-    sinh mode in `state`, the saturation window in `trace`).
+    sinh mode in `state`, the saturation window in `trace`; every mapping with ``force``).
 
-    An analytic gain is returned unchanged.
+    An analytic gain is returned unchanged (unless ``force``).
     """
-    if mapping.gain_method == "analytic":
+    if mapping.gain_method == "analytic" and not force:
         return mapping
     eng = get_engine(engine)
     eng.check(cfg)
     xs, dws, peak = [], [], np.zeros(mapping.n_states)
-    for sch in schedules[:max_runs]:
-        prep = prepare(sch, model, mapping, cfg, title="cimspice gain calibration")
+    for j, sch in enumerate(schedules[:max_runs]):
+        prep = prepare(sch, model, mapping, cfg, title="cimspice gain calibration",
+                       key=CALIBRATION_KEY + j)
         run = eng.run(prep)
         xs.append(prep.ideal)
         dws.append(run.signal)
@@ -144,12 +156,13 @@ class Prepared:
     weights: str = ""                 # weights file the model came from ('' = seeded random)
     title: str = "cimspice SSM layer"
     software: np.ndarray | None = None  # (M, N) software reference: dirac SSM on the raw events
+    draws: object = None              # hardware.variation.SampleDraws (write / read noise) or None
 
     @cached_property
     def _deck(self) -> tuple[str, DeckInfo]:
         return build_deck(self.mapping, self.schedule, self.cfg, sample_times=self.sample_times,
                           source=self.source, weights=self.weights, seed=self.cfg.ssm.seed,
-                          title=self.title)
+                          title=self.title, draws=self.draws)
 
     @property
     def deck(self) -> str:
@@ -163,21 +176,25 @@ class Prepared:
 
 def prepare(schedule: PulseSchedule, model: SSMParams, mapping: CircuitMapping, cfg: Config, *,
             source: str = "", label: int | None = None, weights: str = "",
-            title: str = "cimspice SSM layer") -> Prepared:
-    """Sample times and ideal states of one schedule on programmed hardware."""
+            title: str = "cimspice SSM layer", key: int = 0) -> Prepared:
+    """Sample times, ideal states and noise draws (sample key ``key``: its dataset index) of
+    one schedule on programmed hardware."""
     # read slots (read mode 'pulse') are the sample times; else the default grid
     times = schedule.reads if schedule.reads.size else default_sample_times(schedule.duration,
                                                                              cfg.ssm.n_samples)
     ideal = simulate_ssm(model, schedule, times, method=cfg.ssm.method)
+    draws = draw_sample(cfg, schedule, mapping.n_states, len(model.taus), times.size, key)
     return Prepared(cfg=cfg, schedule=schedule, model=model, mapping=mapping, sample_times=times,
-                    ideal=ideal, source=source, label=label, weights=weights, title=title)
+                    ideal=ideal, source=source, label=label, weights=weights, title=title,
+                    draws=draws)
 
 
 def build(sample: EventSample, cfg: Config | None = None, *, weights=None, model=None,
           mapping: CircuitMapping | None = None, calibration: list | None = None,
-          calibration_record: dict | None = None) -> Prepared:
+          calibration_record: dict | None = None, key: int = 0) -> Prepared:
     """Schedule, SSM, mapping (programmed on ``calibration`` schedules, else on this sample),
-    ideal states; the deck follows on first use."""
+    ideal states, noise draws (``key``: the sample's index in its file); the deck follows on
+    first use."""
     cfg = cfg or load_config(None)
     schedule = schedule_sample(sample, cfg)
     if model is None:
@@ -188,7 +205,7 @@ def build(sample: EventSample, cfg: Config | None = None, *, weights=None, model
     source = str(sample.source)
     prep = prepare(schedule, model, mapping, cfg, source=source, label=sample.label,
                    weights="" if weights is None else str(weights),
-                   title=f"cimspice SSM layer: {Path(source).name}")
+                   title=f"cimspice SSM layer: {Path(source).name}", key=key)
     software = simulate_ssm(model, software_schedule(sample, cfg), prep.sample_times, method="dirac")
     return replace(prep, software=software)
 
@@ -235,7 +252,9 @@ def simulate(prep: Prepared, *, engine: str = DEFAULT_ENGINE, keep_waveforms: bo
     eng = get_engine(engine)
     eng.check(prep.cfg)
     run = eng.run(prep, keep_waveforms=keep_waveforms, workdir=workdir)
-    x_hat = run.signal / prep.mapping.gains
+    # read noise and ADC act on the sampled states, identically for every engine
+    x_hat = sense(run.signal / prep.mapping.gains, prep.cfg, prep.mapping.info.get("full_scale"),
+                  prep.draws)
     return SimResult(prepared=prep, engine=run.engine, circuit=x_hat, w_plus=run.w_plus,
                      w_minus=run.w_minus, nrmse=nrmse(x_hat, prep.ideal), engine_time_s=run.elapsed_s,
                      wall_time_s=time.perf_counter() - t0, version=run.version, log=run.log,

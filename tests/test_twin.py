@@ -178,6 +178,7 @@ class _TinyMapping:
         self.tau = np.full(n, tau)
         self.v_in = v_in
         self.gains = np.ones(n)
+        self.chip = None          # nominal chip (hardware.variation)
 
     @property
     def n_states(self):

@@ -84,9 +84,10 @@ def state_energy_lines(mapping: CircuitMapping, cfg: Config) -> tuple[list[str],
 
 
 def trace_energy_lines(mapping: CircuitMapping, cfg: Config, n_groups: int, *, crossbar: bool,
-                       reference: bool) -> tuple[list[str], tuple]:
+                       reference: bool, sources: list | None = None) -> tuple[list[str], tuple]:
     """Integrator lines of the 'trace' deck (``crossbar``: sense stages and crossbar present,
-    read mode 'pulse'; ``reference``: reference devices on Vdref) and what they save."""
+    read mode 'pulse'; ``reference``: reference devices on Vdref; ``sources``: the distinct
+    (source, node) of the device rows, default one ``Vdw<r>`` per row) and what they save."""
     n_in = mapping.n_inputs
     out = _header("crossbar: sense stages; write: V(dw) - V(dref) part; read: V(dref) part")
     comps = []
@@ -98,8 +99,9 @@ def trace_energy_lines(mapping: CircuitMapping, cfg: Config, n_groups: int, *, c
                 terms.append(f"-V({node})*i(Bx{r}_{k})")
         out += _integrator("crossbar_J", terms)
         comps.append("crossbar_J")
-    out += _integrator("write_J", [f"-(V(dw{r})-V(dref))*i(Vdw{r})" for r in range(n_in)])
-    reads = [f"-V(dref)*i(Vdw{r})" for r in range(n_in)]
+    rows = list(dict.fromkeys(sources)) if sources else [(f"Vdw{r}", f"dw{r}") for r in range(n_in)]
+    out += _integrator("write_J", [f"-(V({node})-V(dref))*i({src})" for src, node in rows])
+    reads = [f"-V(dref)*i({src})" for src, _ in rows]
     if reference:
         reads.append("-V(dref)*i(Vdref)")
     out += _integrator("read_J", reads)

@@ -22,6 +22,7 @@ from ..hardware.devices import device_dir, device_lib_text
 from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.state import crossbar_elements, row_node
 from ..hardware.trace import read_scale
+from ..hardware.variation import driver_offsets, interval_factors, state_devices
 from ..schedule import PulseSchedule
 from ..text import comment, spice_number
 
@@ -87,17 +88,20 @@ def sense_names(n_states: int) -> tuple:
 
 def device_pair_lines(mapping: CircuitMapping, cfg: Config, w0=None) -> list[str]:
     """The volatile device pair of each state on its driver node ``drv<n>`` (+ device sees
-    +V_n, - device -V_n); ``w0`` (w+ (N,), w- (N,)) starts them away from w_rest.
+    +V_n, - device -V_n); ``w0`` (w+ (N,), w- (N,)) starts them away from w_rest. Each device
+    has its own law (hardware.variation.state_devices: the chip instance's tau and write rate).
 
     Read mode 'pulse': each device has its own driver node (``drvp<n>`` = +V_n + V(rd),
     ``drvm<n>`` = -V_n + V(rd)) and a 0 V sense source to ground (``Vsp<n>``, ``Vsm<n>``), so
     the read pulse ``rd`` drives both devices with +v_read and their currents are sensed."""
     out = []
     pulse = cfg.read.mode == "pulse"
-    for n in range(mapping.n_states):
-        p = vmem_params(cfg, float(mapping.tau[n]))
-        pp = p if w0 is None else replace(p, w0=float(w0[0][n]))
-        pm = p if w0 is None else replace(p, w0=float(w0[1][n]))
+    laws = state_devices(mapping, cfg)
+    N = mapping.n_states
+    for n in range(N):
+        pp, pm = laws[n], laws[N + n]
+        pp = pp if w0 is None else replace(pp, w0=float(w0[0][n]))
+        pm = pm if w0 is None else replace(pm, w0=float(w0[1][n]))
         if pulse:
             out.append(f"xs{n}p drvp{n} sp{n} {pp.subckt} {pp.spice_params()}")
             out.append(f"Vsp{n} sp{n} 0 DC 0")
@@ -109,12 +113,19 @@ def device_pair_lines(mapping: CircuitMapping, cfg: Config, w0=None) -> list[str
     return out
 
 
-def driver_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
-    """The write driver of each state, ``V_n = R_n (I_n+ - I_n-)`` (optionally clamped); in read
-    mode 'pulse' two outputs, ``+V_n + V(rd)`` and ``-V_n + V(rd)`` (see device_pair_lines)."""
+def driver_lines(mapping: CircuitMapping, cfg: Config, noisy: bool = False) -> list[str]:
+    """The write driver of each state, ``V_n = m_n(t) R_n (I_n+ - I_n-) + offset_n`` (optionally
+    clamped; ``m_n`` = ``V(wn<n>)``, the write-noise source, when ``noisy``; the offset from the
+    chip instance); in read mode 'pulse' two outputs, ``+V_n + V(rd)`` and ``-V_n + V(rd)``
+    (see device_pair_lines)."""
     out = []
+    offsets = driver_offsets(mapping)
     for n in range(mapping.n_states):
         expr = f"{spice_number(mapping.r_tia[n])} * (i(Vsense{n}p) - i(Vsense{n}m))"
+        if noisy:
+            expr = f"V(wn{n}) * {expr}"
+        if offsets[n]:
+            expr = f"{expr} + {spice_number(offsets[n])}"
         if cfg.circuit.v_clamp > 0:
             vc = spice_number(cfg.circuit.v_clamp)
             expr = f"{vc} * tanh(({expr}) / {vc})"
@@ -123,6 +134,22 @@ def driver_lines(mapping: CircuitMapping, cfg: Config) -> list[str]:
             out.append(f"Bdrvm{n} drvm{n} 0 V = -({expr}) + V(rd)")
         else:
             out.append(f"Bdrv{n} drv{n} 0 V = {expr}")
+    return out
+
+
+def write_noise_lines(schedule: PulseSchedule, draws, n_states: int) -> list[str]:
+    """One PWL source per state, ``Vwn<n>``: the write-noise factor of pair n, constant over each
+    write interval (hardware.variation.write_intervals); its corners are the intervals' own
+    ends, where every row is at 0 V, so it adds no time point where the drive is not 0."""
+    got = interval_factors(schedule, draws, n_states)
+    if got is None:
+        return []
+    start, end, fac = got
+    out = ["* ---- write noise: dw factor of each write interval and device pair "
+           "(multiplies the driver) ----"]
+    for n in range(n_states):
+        pts = [(t, v) for a, b, m in zip(start, end, fac[:, n]) for t, v in ((a, m), (b, m))]
+        out.append(pwl_source(f"Vwn{n}", f"wn{n}", pts or [(0.0, 1.0)]))
     return out
 
 
@@ -192,13 +219,14 @@ def transient_settings(schedule: PulseSchedule, mapping: CircuitMapping, cfg: Co
 def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
                sample_times: np.ndarray | None = None, title: str = "cimspice SSM layer",
                source: str = "", weights: str = "", seed: int | None = None,
-               inline_models: bool = True) -> tuple[str, DeckInfo]:
-    """Netlist text of the whole SSM layer for one pulse schedule, and what it saves."""
+               inline_models: bool = True, draws=None) -> tuple[str, DeckInfo]:
+    """Netlist text of the whole SSM layer for one pulse schedule, and what it saves
+    (``draws``: the sample's hardware.variation.SampleDraws, for the write noise)."""
     if cfg.circuit.topology == "trace":
         from .trace_netlist import build_trace_deck   # noqa: PLC0415 (it imports this module)
         return build_trace_deck(mapping, schedule, cfg, sample_times=sample_times, title=title,
                                 source=source, weights=weights, seed=seed,
-                                inline_models=inline_models)
+                                inline_models=inline_models, draws=draws)
     c, sim = cfg.circuit, cfg.sim
     pulse = cfg.read.mode == "pulse"
     n_in, n_st = mapping.n_inputs, mapping.n_states
@@ -232,8 +260,10 @@ def build_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
         out.append(pwl_source("Vrd", "rd", read_points(schedule, cfg.read.v_read)))
         out.append("")
     out += crossbar_lines(mapping, cfg)
+    noise = write_noise_lines(schedule, draws, n_st)
+    out += noise
     out.append("* ---- write drivers and volatile state-device pairs ----")
-    out += driver_lines(mapping, cfg)
+    out += driver_lines(mapping, cfg, noisy=bool(noise))
     out += device_pair_lines(mapping, cfg)
     out.append("")
     energy: tuple = ()

@@ -63,6 +63,7 @@ from ..hardware.state import row_node
 from ..schedule import PulseSchedule
 from ..text import comment, spice_number
 from .base import EngineRun
+from ..hardware.variation import refuse_device_variation
 from .netlist import (crossbar_lines, device_pair_lines, options_line, pwl_points, pwl_source,
                       sense_names, state_names, tick_lines, transient_settings, wrap_items)
 from .ngspice import run_ngspice
@@ -237,6 +238,7 @@ def run_state_decks(prep, t, v, n_tiles: int, wdir, keep_waveforms: bool):
 def check_tiled(cfg: Config) -> None:
     """One-line ConfigError for what the tiled decomposition cannot simulate exactly (or at all:
     its tile and state decks implement the 'state' topology with state-node probes only)."""
+    refuse_device_variation(cfg, "ngspice-tiled")
     c = cfg.circuit
     if c.topology != "state":
         raise ConfigError(f"ngspice-tiled: [circuit] topology = {c.topology!r}: the tile and state "

@@ -14,6 +14,7 @@ from ..config import Config
 from ..errors import InputError
 from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.trace import group_taus
+from ..hardware.variation import pulse_levels, trace_devices
 from ..schedule import PulseSchedule
 from ..text import comment, spice_number
 from .energy_netlist import trace_energy_lines
@@ -22,8 +23,9 @@ from .netlist import (DeckInfo, crossbar_lines, header_lines, model_and_config_l
                       wrap_items)
 
 
-def trace_row_points(schedule: PulseSchedule, row: int, v_write: float, v_read: float):
-    """PWL corners of device row ``row``: its write pulses (``v_write``) and every read pulse.
+def trace_row_points(schedule: PulseSchedule, row: int, v_write, v_read: float):
+    """PWL corners of device row ``row``: its write pulses (``v_write`` V, or (P,) levels per
+    pulse of the schedule: the write noise) and every read pulse.
 
     With ``[read] guard = 0`` a write pulse delayed past a read slot starts exactly where the
     read pulse ends (and one may end where a read starts): the two 0 V corners would repeat a
@@ -33,7 +35,8 @@ def trace_row_points(schedule: PulseSchedule, row: int, v_write: float, v_read: 
     r_on, r_w = schedule.read_corners()
     t_on = np.r_[schedule.t_on[sel], r_on]
     width = np.r_[schedule.width[sel], r_w]
-    level = np.r_[np.full(int(sel.sum()), v_write), np.full(r_on.size, v_read)]
+    w_level = np.broadcast_to(np.asarray(v_write, float), schedule.row.shape)[sel]
+    level = np.r_[w_level, np.full(r_on.size, v_read)]
     o = np.argsort(t_on, kind="stable")
     pts = trapezoid_points(t_on[o], width[o], level[o], schedule.t_rise)
     out = pts[:1]
@@ -42,6 +45,24 @@ def trace_row_points(schedule: PulseSchedule, row: int, v_write: float, v_read: 
             continue
         out.append((t, v))
     return out
+
+
+def noisy_levels(mapping: CircuitMapping, cfg: Config, taus, draws):
+    """(P, K) write-pulse levels of each group's devices under write noise (V), or None: the
+    level whose write rate is the drawn factor times the nominal (variation.pulse_levels)."""
+    if draws is None or draws.write.size == 0:
+        return None
+    laws = [vmem_params(cfg, float(t)) for t in taus]
+    return np.stack([pulse_levels(p, cfg.device.v_write, draws.write[:, k])
+                     for k, p in enumerate(laws)], axis=1)
+
+
+def row_sources(n_rows: int, n_groups: int, per_device: bool) -> list[tuple[str, str]]:
+    """(source, node) driving each trace device (r, k), in r K + k order: the row's ``Vdw<r>``,
+    or with write noise the device's own ``Vdw<r>_<k>``."""
+    if per_device:
+        return [(f"Vdw{r}_{k}", f"dw{r}_{k}") for r in range(n_rows) for k in range(n_groups)]
+    return [(f"Vdw{r}", f"dw{r}") for r in range(n_rows) for _ in range(n_groups)]
 
 
 def block_row(k: int):
@@ -61,8 +82,12 @@ def trace_names(n_rows: int, n_groups: int) -> tuple[tuple, tuple]:
 def build_trace_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, *,
                      sample_times=None, title: str = "cimspice SSM layer", source: str = "",
                      weights: str = "", seed: int | None = None,
-                     inline_models: bool = True) -> tuple[str, DeckInfo]:
-    """Netlist text of the trace-topology layer for one pulse schedule, and what it saves."""
+                     inline_models: bool = True, draws=None) -> tuple[str, DeckInfo]:
+    """Netlist text of the trace-topology layer for one pulse schedule, and what it saves.
+
+    Each device has its own law (hardware.variation.trace_devices: the chip instance's tau and
+    write rate). With write noise (``draws``) every trace device has its own row source
+    ``Vdw<r>_<k>`` (node ``dw<r>_<k>``), its pulses at the drawn levels."""
     c, d, rd = cfg.circuit, cfg.device, cfg.read
     n_in, n_st = mapping.n_inputs, mapping.n_states
     if schedule.n_rows != n_in:
@@ -97,9 +122,19 @@ def build_trace_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Conf
         out.append("*   crossbar are left out and B is applied in NumPy")
     out += model_and_config_lines(mapping, cfg, inline_models)
 
-    out.append("* ---- device rows: one PWL source per input row (write pulses + read pulses) ----")
-    for r in range(n_in):
-        out.append(pwl_source(f"Vdw{r}", f"dw{r}", trace_row_points(schedule, r, d.v_write, rd.v_read)))
+    levels = noisy_levels(mapping, cfg, taus, draws)       # (P, K) write levels, or None
+    sources = row_sources(n_in, K, levels is not None)      # [(source, node)] per device (r, k)
+    if levels is None:
+        out.append("* ---- device rows: one PWL source per input row (write pulses + read pulses) ----")
+        for r in range(n_in):
+            out.append(pwl_source(f"Vdw{r}", f"dw{r}", trace_row_points(schedule, r, d.v_write, rd.v_read)))
+    else:
+        out.append("* ---- device rows, write noise: one PWL source per device, its write pulses at the "
+                   "drawn levels ----")
+        for r in range(n_in):
+            for k in range(K):
+                name, node = sources[r * K + k]
+                out.append(pwl_source(name, node, trace_row_points(schedule, r, levels[:, k], rd.v_read)))
     out.append(pwl_source("Vdref", "dref", read_points(schedule, rd.v_read)))
     if pulse:
         out.append(pwl_source("Vgate", "gate", read_points(schedule, 1.0)))
@@ -108,15 +143,15 @@ def build_trace_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Conf
     out.append("")
 
     out.append("* ---- trace devices (row r, group k) and reference devices (read pulses only) ----")
-    devs = [vmem_params(cfg, float(t)) for t in taus]
+    devs, refs = trace_devices(mapping, cfg, taus)
     for r in range(n_in):
         for k in range(K):
-            p = devs[k]
-            out.append(f"xd{r}_{k} dw{r} sd{r}_{k} {p.subckt} {p.spice_params()}")
+            p = devs[r][k]
+            out.append(f"xd{r}_{k} {sources[r * K + k][1]} sd{r}_{k} {p.subckt} {p.spice_params()}")
             out.append(f"Vsd{r}_{k} sd{r}_{k} 0 DC 0")
     if reference or not pulse:
         for k in range(K):
-            p = devs[k]
+            p = refs[k]
             out.append(f"xref{k} dref sref{k} {p.subckt} {p.spice_params()}")
             out.append(f"Vsref{k} sref{k} 0 DC 0")
     out.append("")
@@ -155,7 +190,7 @@ def build_trace_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Conf
     printed = saved[:2 * n_st] if pulse else saved[:8]
     if cfg.energy.accounting:
         lines, energy = trace_energy_lines(mapping, cfg, K, crossbar=pulse,
-                                           reference=reference or not pulse)
+                                           reference=reference or not pulse, sources=sources)
         out += lines + [""]
         saved += [v for _, v in energy]
         info_extra["energy"] = energy

@@ -37,11 +37,12 @@ from ..errors import ConfigError, InputError
 from ..hardware.devices import DEVICE_DIR_ENV, sinh_read
 from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.presets import write_law
+from ..hardware.variation import driver_offsets, interval_factors, state_devices
 from ..schedule import PulseSchedule
 from .base import EngineRun
 from .twin_crossbar import Crossbar
 from .twin_energy import StateEnergy, state_crossbar_energy
-from .twin_trace import const_map, edge_map, run_twin_trace
+from .twin_trace import unique_edge_maps, const_map, run_twin_trace
 
 
 __all__ = ["run_twin", "check_supported"]
@@ -74,6 +75,8 @@ _KNOWN_KEYS = {
     "sim": {"reltol", "abstol", "vntol", "method", "maxstep_per_tau", "timeout",
             "save_currents"},
     "energy": {"accounting", "adc_per_read_J"},
+    "variation": {"tau_sigma", "write_sigma", "write_noise", "g_sigma", "driver_offset",
+                  "read_noise", "adc_bits", "seed", "recalibrate"},
 }
 # Largest [sim] reltol at which ngspice's own time-step error stays below 0.5 % state NRMSE
 # (twin as reference; ngspice converges to the twin as reltol -> 0: 8e-5 at reltol 1e-7).
@@ -223,28 +226,42 @@ def _vmem(device_section, cfg, tau):
 
 
 class _Devices:
-    """The 2N state devices (+ devices first, then -) and the N write drivers.
+    """The 2N state devices (+ devices first, then -) and the N write drivers, with the chip
+    instance's per-device tau and write rate and the drivers' offsets (hardware.variation).
 
     Arrays are laid out device-first: (2N, ...) so that the long segment axis is innermost."""
 
     def __init__(self, mapping: CircuitMapping, cfg: Config):
         tau = np.asarray(mapping.tau, float)
         self.p = _vmem(cfg.device, cfg, float(tau[0]))   # f(V) depends on [device] keys only
-        self.inv_tau = np.concatenate([1.0 / tau, 1.0 / tau])       # (2N,)
+        self.laws = state_devices(mapping, cfg)
+        chip = mapping.chip
+        self.inv_tau = np.array([1.0 / q.tau for q in self.laws])   # (2N,)
+        self.rate = None if chip is None or np.all(chip.rate == 1.0) else np.asarray(chip.rate, float)
+        N = tau.size
+        # the two devices of every pair share tau and write rate (the lean ramp maps need it)
+        self.paired = self.rate is None and np.array_equal(self.inv_tau[:N], self.inv_tau[N:])
         self.w_rest = float(cfg.device.w_rest)
         self.win = 1.0 if self.p.window else 0.0
         self.r_tia = np.asarray(mapping.r_tia, float)
+        self.offset = driver_offsets(mapping)
         self.v_clamp = float(cfg.circuit.v_clamp)
 
-    def drive(self, I):
-        """Driver voltage V_n (N, ...) from the column-pair current I_n (N, ...)."""
+    def drive(self, I, m=None):
+        """Driver voltage V_n (N, ...) from the column-pair current I_n (N, ...); ``m``: the
+        write-noise factor (N, ...) broadcast against I."""
         x = I * self.r_tia.reshape((-1,) + (1,) * (I.ndim - 1))
+        if m is not None:
+            x = x * m
+        if self.offset.any():
+            x = x + self.offset.reshape((-1,) + (1,) * (I.ndim - 1))
         if self.v_clamp > 0:
             x = self.v_clamp * np.tanh(x / self.v_clamp)
         return x
 
     def f_pm(self, V):
-        """Write drive f(V) of the + devices and f(-V) of the - devices -> (2N, ...).
+        """Write drive f(V) of the + devices and f(-V) of the - devices -> (2N, ...), times each
+        device's write-rate factor.
 
         Same formula as cimspice.devices.f_write (a test checks it), sharing sinh/tanh between
         the two devices of a pair."""
@@ -259,6 +276,8 @@ class _Devices:
             s = (0.5 * p.lam) * np.sinh(p.eta * V)
             np.multiply(s, 1.0 + np.tanh((V - p.vth) / p.vs), out=f[:N])
             np.multiply(-s, 1.0 + np.tanh((-V - p.vth) / p.vs), out=f[N:])
+        if self.rate is not None:
+            f *= self.rate.reshape((-1,) + (1,) * (V.ndim - 1))
         return f
 
 
@@ -289,7 +308,7 @@ def _ramp_maps(dev: _Devices, Vn, dt, rule):
     x, c, wq, Cm, S, Q, wS = rule                             # wS: weights of all S*Q nodes
     K = dt.size
     h = dt / S                                                # (K,)
-    if dev.win == 0.0 and dev.p.mode == "linear":
+    if dev.win == 0.0 and dev.p.mode == "linear" and dev.paired:
         # a = 1/tau for both devices; f(+-V) = (+-kV + kV tanh(V/vs))/2, so the pair needs
         # two weighted sums per state: P = int kV/2 e, Q = int kV tanh/2 e (+ w_rest part)
         N = Vn.shape[0]
@@ -308,10 +327,13 @@ def _ramp_maps(dev: _Devices, Vn, dt, rule):
     b = f + dev.w_rest * it
     if dev.win == 0.0:
         A = np.outer(dev.inv_tau, dt)                         # (D, K)
-        N = D // 2                                            # e^{-(dt - s)/tau}: same for +/-
-        e = np.exp(-(_col(dev.inv_tau[:N], 3) * (1.0 - x)[None, :, None]) * dt)   # (N, SQ, K)
-        b[:N] *= e
-        b[N:] *= e
+        if dev.paired:
+            N = D // 2                                        # e^{-(dt - s)/tau}: same for +/-
+            e = np.exp(-(_col(dev.inv_tau[:N], 3) * (1.0 - x)[None, :, None]) * dt)   # (N, SQ, K)
+            b[:N] *= e
+            b[N:] *= e
+        else:
+            b *= np.exp(-(it * (1.0 - x)[None, :, None]) * dt)
         beta = np.matmul(wS, b) * h
         return A, beta
     a = (f + it).reshape(D, S, Q, K)
@@ -371,11 +393,12 @@ def _scan(A, beta, w0, want, C=None):
 # =================================================================================================
 
 def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
-             sample_times, w0: float | None = None) -> dict:
+             sample_times, w0: float | None = None, draws=None) -> dict:
     """State-device values at ``sample_times`` (M,) s for the deck build_deck(mapping, schedule,
     cfg) describes: ``{"w_plus": (M, N), "w_minus": (M, N)}`` (same meaning as
     ``pipeline.simulate(prep).w_plus / .w_minus``). Times after the stream end read the end
-    value (as the raw-file interpolation does); t <= 0 reads w_rest. Raises ConfigError (see
+    value (as the raw-file interpolation does); t <= 0 reads w_rest. ``draws``: the sample's
+    hardware.variation.SampleDraws (write noise). Raises ConfigError (see
     :func:`check_supported`) for configurations the twin does not reproduce.
     """
     check_supported(cfg)
@@ -426,10 +449,22 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     if reading:
         r_lev = np.interp(T, r_pts[:, 0], r_pts[:, 1], left=0.0, right=0.0)   # exact on corners
         in_read = (r_lev[:-1] > 0) | (r_lev[1:] > 0)
-        read_maps = _ReadMaps(mapping, cfg)
-    # energy accounting (engines.twin_energy): the device energies from the same pieces
+        read_maps = _ReadMaps(dev)
+    # energy accounting (engines.twin_energy): the device energies from the same pieces; its
+    # read segments assume nominal, offset-free devices (else energy n/a, said by the caller)
+    chip = mapping.chip
+    varied = chip is not None and bool(np.any(chip.tau != 1) or np.any(chip.rate != 1)
+                                       or np.any(chip.offset))
     acc = StateEnergy(dev, read_maps.params if reading else None, rule) \
-        if cfg.energy.accounting else None
+        if cfg.energy.accounting and not (reading and varied) else None
+    # write noise: the factor of the write interval holding each segment (1 outside them,
+    # where every row is at 0 V), as the deck's Vwn<n> sources
+    noise = interval_factors(schedule, draws, N)
+    if noise is not None:
+        mid = (T[:-1] + T[1:]) / 2
+        b_ = np.searchsorted(noise[0], mid, side="right") - 1
+        inside = (b_ >= 0) & (mid < noise[1][np.maximum(b_, 0)])
+        m_seg = np.where(inside, noise[2][np.maximum(b_, 0)].T, 1.0)       # (N, K)
     i0, i1, i2, i3 = (np.searchsorted(T, t) for t in (tA, tB, tC, tD))
     order = np.argsort(i0, kind="stable")                # pulses by first segment
     i0s = i0[order]
@@ -492,7 +527,8 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
         beta = np.empty((2 * N, nk))
         if not xbar.separable:
             I0[:, flat_seg] = xbar.net.currents(U0[flat_seg]).T
-        V_flat = dev.drive(I0[:, flat_seg])
+        m_k = None if noise is None else m_seg[:, k0:k1]
+        V_flat = dev.drive(I0[:, flat_seg], None if m_k is None else m_k[:, flat_seg])
         A[:, flat_seg], beta[:, flat_seg] = _flat_maps(dev, V_flat, dt[flat_seg])
         if ramp_seg.any():
             kr = np.flatnonzero(ramp_seg)
@@ -512,7 +548,7 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                     Un = np.repeat(U0[kb][:, None, :], SQ, axis=1)        # (B, SQ, R)
                     np.add.at(Un, (pe_r[e0:e1] - b0, slice(None), re[er[e0:e1]]), vnode[e0:e1])
                     In = xbar.net.currents(Un.reshape(-1, R)).reshape(b1 - b0, SQ, N)
-                    Vn = dev.drive(In.transpose(2, 1, 0))
+                    Vn = dev.drive(In.transpose(2, 1, 0), None if m_k is None else m_k[:, None, kb])
                     A[:, kb], beta[:, kb] = _ramp_maps(dev, Vn, dt[kb], rule)
                     if acc is not None:
                         acc.ramp(kb, Vn, dt[kb])
@@ -546,7 +582,7 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                             np.add.at(In, pe_r[e0:e1][~fj] - b0, hj[~fj])
                     kb = kr[b0:b1]
                     In = In.reshape(b1 - b0, N, SQ).transpose(1, 2, 0) + I0[:, None, kb]   # (N, SQ, B)
-                    Vn = dev.drive(In)
+                    Vn = dev.drive(In, None if m_k is None else m_k[:, None, kb])
                     A[:, kb], beta[:, kb] = _ramp_maps(dev, Vn, dt[kb], rule)
                     if acc is not None:
                         acc.ramp(kb, Vn, dt[kb])
@@ -581,22 +617,35 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
 
 
 class _ReadMaps:
-    """Affine maps (A, beta) (2N, S) of read segments: both devices of every pair see the read
-    drive r(t) (linear from r0 to r1 over dt), the write drive being 0 there."""
+    """Affine maps (A, beta) (2N, S) of read segments: each device sees the read drive r(t)
+    (linear from r0 to r1 over dt) on top of its driver's idle output (0, or the chip's driver
+    offset), with its own tau and write rate."""
 
-    def __init__(self, mapping: CircuitMapping, cfg: Config):
-        self.params = [vmem_params(cfg, float(t)) for t in mapping.tau]
+    def __init__(self, dev: _Devices):
+        N = dev.r_tia.size
+        self.p = dev.p
+        self.params = dev.laws[:N]                   # per state (energy: no device variation)
+        idle = dev.drive(np.zeros(N))                # the driver output between writes
+        self.v0 = np.concatenate([idle, -idle])[:, None]
+        self.inv_tau = dev.inv_tau[:, None]
+        self.rate = None if dev.rate is None else dev.rate[:, None]
 
     def __call__(self, r0, r1, dt):
-        n, S = len(self.params), dt.size
-        alpha, beta = np.empty((n, S)), np.empty((n, S))
+        D, S = self.v0.shape[0], dt.size
+        alpha, beta = np.empty((D, S)), np.empty((D, S))
         flat = r0 == r1
-        for i, p in enumerate(self.params):
-            alpha[i, flat], beta[i, flat] = const_map(p, r0[flat], dt[flat])
-            for s_ in np.flatnonzero(~flat):
-                alpha[i, s_], beta[i, s_] = edge_map(p, float(r0[s_]), float(r1[s_]), float(dt[s_]))
-        A = -np.log(alpha)
-        return np.concatenate([A, A]), np.concatenate([beta, beta])
+        it, rt = self.inv_tau, self.rate
+        alpha[:, flat], beta[:, flat] = const_map(self.p, self.v0 + r0[flat], dt[flat], it, rt)
+        e = ~flat
+        if e.any():
+            shape = (D, int(e.sum()))
+            a_, b_ = unique_edge_maps(
+                self.p, np.broadcast_to(self.v0 + r0[e], shape).ravel(),
+                np.broadcast_to(self.v0 + r1[e], shape).ravel(),
+                np.broadcast_to(dt[e], shape).ravel(), np.broadcast_to(it, shape).ravel(),
+                None if rt is None else np.broadcast_to(rt, shape).ravel())
+            alpha[:, e], beta[:, e] = a_.reshape(shape), b_.reshape(shape)
+        return -np.log(alpha), beta
 
 
 class TwinEngine:
@@ -615,11 +664,12 @@ class TwinEngine:
         t0 = time.perf_counter()
         if prep.cfg.circuit.topology == "trace":
             check_supported(prep.cfg)
-            out = run_twin_trace(prep.mapping, prep.schedule, prep.cfg, prep.sample_times)
+            out = run_twin_trace(prep.mapping, prep.schedule, prep.cfg, prep.sample_times,
+                                 draws=prep.draws)
             return EngineRun(engine=self.name, w_plus=None, w_minus=None, sensed=out["sensed"],
                              w_trace=out["w_trace"], version=f"cimspice {__version__}",
                              elapsed_s=time.perf_counter() - t0, energy=out["energy"])
-        out = run_twin(prep.mapping, prep.schedule, prep.cfg, prep.sample_times)
+        out = run_twin(prep.mapping, prep.schedule, prep.cfg, prep.sample_times, draws=prep.draws)
         return EngineRun(engine=self.name, w_plus=out["w_plus"], w_minus=out["w_minus"],
                          sensed=out.get("sensed"), version=f"cimspice {__version__}",
                          elapsed_s=time.perf_counter() - t0, energy=out["energy"])

@@ -21,8 +21,6 @@ group) gives the column-pair currents: the sensed states.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
-
 import numpy as np
 
 from ..config import Config
@@ -30,6 +28,7 @@ from ..errors import InputError
 from ..hardware.devices import VMemParams, f_depress, f_write, sinh_read
 from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.trace import trace_sensed_from_w
+from ..hardware.variation import pulse_levels
 from ..schedule import PulseSchedule
 from .twin_crossbar import Crossbar
 from .twin_energy import trace_crossbar_energy, trace_device_energy
@@ -40,44 +39,119 @@ _EDGE_POINTS = 4001
 
 # ------------------------------------------------------------------------------ piece maps
 
-def coeffs(p: VMemParams, v):
-    """(a, b) of ``dw/dt = -a w + b`` at drive ``v`` (arrays), odd branch included."""
+def coeffs(p: VMemParams, v, inv_tau=None, rate=None):
+    """(a, b) of ``dw/dt = -a w + b`` at drive ``v`` (arrays), odd branch included; ``inv_tau``
+    and ``rate`` (arrays broadcast with ``v``) override the law's 1/tau and scale its write rate
+    (a chip instance's devices, hardware.variation)."""
     v = np.asarray(v, float)
+    it = 1.0 / p.tau if inv_tau is None else inv_tau
     f, fd = f_write(p, v), f_depress(p, v)
+    if rate is not None:
+        f, fd = f * rate, fd * rate
     if p.window:
-        return 1.0 / p.tau + f - fd, p.w_rest / p.tau + f
-    return np.full_like(v, 1.0 / p.tau), p.w_rest / p.tau + f + fd
+        return it + f - fd, p.w_rest * it + f
+    return np.broadcast_to(it, np.broadcast(v, it).shape) + 0.0, p.w_rest * it + f + fd
 
 
-def const_map(p: VMemParams, v, T):
+def const_map(p: VMemParams, v, T, inv_tau=None, rate=None):
     """(alpha, beta) of a constant drive ``v`` held for ``T`` (arrays broadcast)."""
-    a, b = coeffs(p, v)
+    a, b = coeffs(p, v, inv_tau, rate)
     alpha = np.exp(-a * np.asarray(T, float))
     return alpha, b / a * (1.0 - alpha)
 
 
-@lru_cache(maxsize=4096)
+def _edge_rule(S: int = 8, Q: int = 8):
+    """Composite Gauss-Legendre rule on (0, 1): nodes x (S Q,), node weights per sub-interval
+    wq (Q,), the collocation integration matrix Cm[q, m] = int_0^{c_q} l_m (sub-interval
+    units), all weights wS (S Q,)."""
+    c, wq = np.polynomial.legendre.leggauss(Q)
+    c, wq = (c + 1) / 2, wq / 2
+    Vinv = np.linalg.inv(np.vander(c, Q, increasing=True))
+    pw = np.arange(Q)
+    Cm = (c[:, None] ** (pw[None] + 1) / (pw[None] + 1)) @ Vinv
+    x = ((np.arange(S)[:, None] + c[None]) / S).ravel()
+    return x, wq, Cm, S, Q, np.tile(wq, S)
+
+
+_RULE = _edge_rule(32, 8)     # 32 sub-intervals: a threshold knee (vs = 20 mV) spans few of them
+
+
+def edge_maps(p: VMemParams, v0, v1, T, inv_tau=None, rate=None):
+    """(alpha, beta) of drives rising linearly from ``v0`` to ``v1`` over ``T`` s (arrays
+    broadcast): ``w(T) = e^{-A(T)} w0 + int_0^T b(s) e^{-(A(T) - A(s))} ds``, ``A = int a``, by
+    composite Gauss-Legendre quadrature (32 x 8 nodes; A at the nodes from the collocation
+    matrix). Checked against the LSODA reference (hardware.devices.integrate) in the tests:
+    absolute error < 1e-10 in w on threshold (wox) edges."""
+    x, wq, Cm, S, Q, wS = _RULE
+    v0, v1, T = (np.asarray(a, float) for a in (v0, v1, T))
+    it = np.asarray(1.0 / p.tau if inv_tau is None else inv_tau, float)
+    rt = np.asarray(1.0 if rate is None else rate, float)
+    v0, v1, T, it, rt = np.broadcast_arrays(v0, v1, T, it, rt)
+    shape = v0.shape
+    V = v0[..., None] + (v1 - v0)[..., None] * x                       # (..., S Q)
+    a, b = coeffs(p, V, it[..., None], None if rate is None else rt[..., None])
+    h = T / S
+    a4 = a.reshape(shape + (S, Q))
+    A_sub = (a4 @ wq) * h[..., None]                                   # (..., S)
+    A_in = (a4 @ Cm.T) * h[..., None, None]                            # (..., S, Q)
+    cumA = np.cumsum(A_sub, axis=-1) - A_sub
+    A_tot = A_sub.sum(axis=-1)
+    e = np.exp(-(A_tot[..., None, None] - cumA[..., None] - A_in)).reshape(shape + (S * Q,))
+    beta = ((b * e) @ wS) * h
+    alpha = np.exp(-A_tot)
+    zero = T <= 0
+    if np.any(zero):
+        alpha, beta = np.where(zero, 1.0, alpha), np.where(zero, 0.0, beta)
+    return alpha, beta
+
+
 def edge_map(p: VMemParams, v0: float, v1: float, T: float) -> tuple[float, float]:
-    """(alpha, beta) of a drive rising linearly from ``v0`` to ``v1`` over ``T`` s."""
-    if T <= 0:
-        return 1.0, 0.0
-    s = np.linspace(0.0, T, _EDGE_POINTS)
-    a, b = coeffs(p, v0 + (v1 - v0) * s / T)
-    ds = T / (_EDGE_POINTS - 1)
-    A = np.concatenate([[0.0], np.cumsum((a[1:] + a[:-1]) * (ds / 2))])
-    g = b * np.exp(-(A[-1] - A))
-    return float(np.exp(-A[-1])), float(np.sum((g[1:] + g[:-1]) * (ds / 2)))
+    """(alpha, beta) of one linear drive from ``v0`` to ``v1`` over ``T`` s (:func:`edge_maps`)."""
+    alpha, beta = edge_maps(p, v0, v1, T)
+    return float(alpha), float(beta)
+
+
+def piece_maps(p: VMemParams, kind, level, T, frac=1.0, inv_tau=None, rate=None):
+    """(alpha, beta) of the first ``frac`` of pieces of ``kind`` (arrays broadcast; ``T`` is the
+    part's duration)."""
+    kind, level, T, frac = np.broadcast_arrays(*(np.asarray(a) for a in (kind, level, T, frac)))
+    it = None if inv_tau is None else np.broadcast_to(inv_tau, kind.shape)
+    rt = None if rate is None else np.broadcast_to(rate, kind.shape)
+    alpha, beta = np.ones(kind.shape), np.zeros(kind.shape)
+    const = (kind == GAP) | (kind == FLAT)
+    if const.any():
+        alpha[const], beta[const] = const_map(p, np.where(kind[const] == FLAT, level[const], 0.0),
+                                              T[const], _at(it, const), _at(rt, const))
+    for kd in (UP, DOWN):
+        sel = kind == kd
+        if not sel.any():
+            continue
+        lv, fr = level[sel], frac[sel]
+        v0, v1 = (np.zeros_like(lv), lv * fr) if kd == UP else (lv, lv * (1.0 - fr))
+        alpha[sel], beta[sel] = unique_edge_maps(p, v0, v1, T[sel], _at(it, sel), _at(rt, sel))
+    return alpha, beta
+
+
+def _at(arr, sel):
+    return None if arr is None else arr[sel]
+
+
+def unique_edge_maps(p, v0, v1, T, it, rt):
+    """:func:`edge_maps` computed once per distinct (v0, v1, T, 1/tau, rate) (a train of
+    identical pulses has a handful of distinct edges)."""
+    cols = [v0, v1, T] + [c for c in (it, rt) if c is not None]
+    keys, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+    inv = inv.ravel()
+    alpha, beta = edge_maps(p, keys[:, 0], keys[:, 1], keys[:, 2],
+                            keys[:, 3] if it is not None else None,
+                            keys[:, 3 + (it is not None)] if rt is not None else None)
+    return alpha[inv], beta[inv]
 
 
 def piece_map(p: VMemParams, kind: int, level: float, T: float, frac: float = 1.0):
-    """(alpha, beta) of the first ``frac`` of a piece (``T`` is the part's duration)."""
-    if kind == GAP:
-        return const_map(p, 0.0, T)
-    if kind == FLAT:
-        return const_map(p, level, T)
-    if kind == UP:
-        return edge_map(p, 0.0, float(level * frac), float(T))
-    return edge_map(p, float(level), float(level * (1.0 - frac)), float(T))
+    """(alpha, beta) of the first ``frac`` of one piece (``T`` is the part's duration)."""
+    alpha, beta = piece_maps(p, kind, level, T, frac)
+    return float(alpha), float(beta)
 
 
 # ------------------------------------------------------------------------------ waveforms
@@ -120,22 +194,22 @@ def pad_rows(rows: list):
     return kind, t0, t1, lv
 
 
-def chain_rows(p: VMemParams, table, times: np.ndarray, t_rise: float, keep: list | None = None):
+def chain_rows(p: VMemParams, table, times: np.ndarray, t_rise: float, keep: list | None = None,
+               inv_tau=None, rate=None):
     """w at ``times`` (M,) and the drive there for devices of law ``p`` on each row of the
-    padded piece ``table`` (pad_rows). Returns (w (M, R), v (M, R)); ``keep`` (a list) receives
-    the piece maps and each piece's starting w, ``(alpha, beta, w_start)`` (R, J) each."""
+    padded piece ``table`` (pad_rows); ``inv_tau``, ``rate`` (R,): each row's device's 1/tau
+    and write-rate factor (a chip instance; None: the law's). Returns (w (M, R), v (M, R));
+    ``keep`` (a list) receives the piece maps and each piece's starting w,
+    ``(alpha, beta, w_start)`` (R, J) each."""
     kind, t0, t1, lv = table
     R, J = kind.shape
     T = np.zeros((R, J))
     np.subtract(t1, t0, out=T, where=np.isfinite(t0))
-    const = (kind == GAP) | (kind == FLAT)
-    alpha, beta = np.ones((R, J)), np.zeros((R, J))
-    alpha[const], beta[const] = const_map(p, np.where(kind[const] == FLAT, lv[const], 0.0), T[const])
-    for kd in (UP, DOWN):
-        sel = kind == kd
-        for level in np.unique(lv[sel]):                    # v_write and v_read: two maps each
-            at = sel & (lv == level)
-            alpha[at], beta[at] = piece_map(p, kd, float(level), t_rise)
+    it = None if inv_tau is None else np.broadcast_to(np.asarray(inv_tau, float)[:, None], (R, J))
+    rt = None if rate is None else np.broadcast_to(np.asarray(rate, float)[:, None], (R, J))
+    edge = (kind == UP) | (kind == DOWN)
+    T = np.where(edge, t_rise, T)                            # an edge lasts t_rise exactly
+    alpha, beta = piece_maps(p, kind, lv, T, 1.0, it, rt)
     w_start = np.empty((R, J))
     w = np.full(R, p.w0)
     for j in range(J):
@@ -150,12 +224,11 @@ def chain_rows(p: VMemParams, table, times: np.ndarray, t_rise: float, keep: lis
     tt = np.broadcast_to(times[:, None], (M, R))
     dt = np.clip(tt - a0, 0.0, None)
     v = _level_at(kd, a0, a1, lvl, np.minimum(tt, a1))
-    flat = (kd == GAP) | (kd == FLAT)
-    al, be = np.empty((M, R)), np.empty((M, R))
-    al[flat], be[flat] = const_map(p, np.where(kd[flat] == FLAT, lvl[flat], 0.0), dt[flat])
-    for m, r in zip(*np.nonzero(~flat)):                     # a sample on an edge (rare)
-        frac = min(1.0, dt[m, r] / t_rise)
-        al[m, r], be[m, r] = piece_map(p, int(kd[m, r]), float(lvl[m, r]), min(dt[m, r], t_rise), frac)
+    on_edge = (kd == UP) | (kd == DOWN)
+    frac = np.where(on_edge, np.minimum(1.0, dt / t_rise), 1.0)
+    dt = np.where(on_edge, np.minimum(dt, t_rise), dt)
+    al, be = piece_maps(p, kd, lvl, dt, frac, None if it is None else it[rr, j],
+                        None if rt is None else rt[rr, j])
     return al * w_start[rr, j] + be, v
 
 
@@ -168,9 +241,12 @@ def _block(mapping: CircuitMapping, states: np.ndarray) -> CircuitMapping:
                    g_rram_minus=mapping.g_rram_minus[:, states])
 
 
-def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, sample_times) -> dict:
+def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config, sample_times,
+                   draws=None) -> dict:
     """The trace deck's sensed states at ``sample_times``: ``{"sensed": (M, N), "w_trace":
-    (M, C, K), "w_ref": (M, K)}`` (sensed as engines.base.sample_plot reads it from ngspice)."""
+    (M, C, K), "w_ref": (M, K)}`` (sensed as engines.base.sample_plot reads it from ngspice).
+    ``draws``: the sample's hardware.variation.SampleDraws (write noise: each device's write
+    levels, as the deck's per-device sources)."""
     st = np.asarray(sample_times, float).ravel()
     R, N = mapping.n_inputs, mapping.n_states
     if schedule.n_rows != R:
@@ -181,36 +257,52 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     K = taus.size
     tstop = float(schedule.duration)
     r_on, r_w = schedule.read_corners()
-    rows, flags = [], []
+    params = [vmem_params(cfg, float(t)) for t in taus]
+    noisy = draws is not None and draws.write.size > 0
+    # (P, K) write level of every pulse on each group's devices (variation.pulse_levels)
+    levels = (np.stack([pulse_levels(p, d.v_write, draws.write[:, k]) for k, p in enumerate(params)],
+                       axis=1) if noisy else np.full((schedule.n_pulses, K), d.v_write))
     order = np.argsort(schedule.row, kind="stable")            # by row, in time within a row
     bounds = np.searchsorted(schedule.row[order], np.arange(R + 1))
-    for r in range(R):
-        sel = order[bounds[r]:bounds[r + 1]]
-        t = np.concatenate([schedule.t_on[sel], r_on])
-        o = np.argsort(t, kind="stable")
-        lv = np.concatenate([np.full(sel.size, d.v_write), np.full(r_on.size, rd.v_read)])
-        rows.append(row_pieces(t[o], np.concatenate([schedule.width[sel], r_w])[o], lv[o],
-                               schedule.t_rise, tstop))
-        flags.append(np.r_[np.zeros(sel.size, bool), np.ones(r_on.size, bool)][o])
-    rows.append(row_pieces(r_on, r_w, np.full(r_on.size, rd.v_read), schedule.t_rise, tstop))
-    flags.append(np.ones(r_on.size, bool))
+    tables, flags = [], []
+    for k in range(K if noisy else 1):
+        rows, flags = [], []
+        for r in range(R):
+            sel = order[bounds[r]:bounds[r + 1]]
+            t = np.concatenate([schedule.t_on[sel], r_on])
+            o = np.argsort(t, kind="stable")
+            lv = np.concatenate([levels[sel, k], np.full(r_on.size, rd.v_read)])
+            rows.append(row_pieces(t[o], np.concatenate([schedule.width[sel], r_w])[o], lv[o],
+                                   schedule.t_rise, tstop))
+            flags.append(np.r_[np.zeros(sel.size, bool), np.ones(r_on.size, bool)][o])
+        rows.append(row_pieces(r_on, r_w, np.full(r_on.size, rd.v_read), schedule.t_rise, tstop))
+        flags.append(np.ones(r_on.size, bool))
+        tables.append(pad_rows(rows))
     w_trace, w_ref = np.empty((st.size, R, K)), np.empty((st.size, K))
     v_rows = None
-    table = pad_rows(rows)
-    chains: list | None = [] if cfg.energy.accounting else None
-    params = [vmem_params(cfg, float(t)) for t in taus]
+    chip = mapping.chip
+    varied = chip is not None and bool(np.any(chip.tau != 1) or np.any(chip.rate != 1))
+    # energy: per-group laws and tables (twin_energy); per-device laws -> n/a, said by the caller
+    chains: list | None = [] if cfg.energy.accounting and not varied else None
     for k in range(K):
-        w, v = chain_rows(params[k], table, st, schedule.t_rise, keep=chains)
+        it = rt = None
+        if varied:   # device (r, k) at r K + k, the reference of group k at R K + k
+            idx = np.r_[np.arange(R) * K + k, R * K + k]
+            it, rt = 1.0 / (taus[k] * chip.tau[idx]), chip.rate[idx]
+        w, v = chain_rows(params[k], tables[k if noisy else 0], st, schedule.t_rise, keep=chains,
+                          inv_tau=it, rate=rt)
         w_trace[:, :, k], w_ref[:, k] = w[:, :R], w[:, R]
-        v_rows = v
+        v_rows = v if v_rows is None else v_rows
     energy = None
     blocks = _blocks(mapping, cfg) if rd.mode == "pulse" else {}
     if chains is not None:
+        table = tables[0]
         read_flag = np.zeros(table[0].shape, bool)              # pieces of read pulses
         for r, f in enumerate(flags):
             for j in (1, 2, 3):                                 # up, flat, down of pulse i
                 read_flag[r, j:4 * f.size:4] = f
-        energy = _trace_energy(mapping, cfg, params, table, read_flag, chains, blocks)
+        energy = _trace_energy(mapping, cfg, params, tables if noisy else [table] * K, read_flag,
+                               chains, blocks)
     if rd.mode == "node":
         return {"sensed": trace_sensed_from_w(w_trace, w_ref, mapping), "w_trace": w_trace,
                 "w_ref": w_ref, "energy": energy}
@@ -249,15 +341,16 @@ def _blocks(mapping: CircuitMapping, cfg: Config) -> dict:
     return out
 
 
-def _trace_energy(mapping, cfg: Config, params, table, read_flag, chains, blocks) -> dict:
-    """crossbar_J, write_J, read_J of the trace deck (engines.twin_energy)."""
+def _trace_energy(mapping, cfg: Config, params, tables, read_flag, chains, blocks) -> dict:
+    """crossbar_J, write_J, read_J of the trace deck (engines.twin_energy); ``tables[k]``: the
+    piece table of group k's devices."""
     R = mapping.n_inputs
     pulse = cfg.read.mode == "pulse"
     rows_on = np.arange(R + 1) if (cfg.read.baseline == "reference" or not pulse) else np.arange(R)
     write = read = 0.0
-    for p, (alpha, beta, w_start) in zip(params, chains):
+    for p, table, (alpha, beta, w_start) in zip(params, tables, chains):
         w_, r_ = trace_device_energy(p, table, read_flag, alpha, beta, w_start, rows_on)
         write, read = write + w_, read + r_
-    xbar = trace_crossbar_energy(mapping, cfg, params, table, read_flag, chains,
+    xbar = trace_crossbar_energy(mapping, cfg, params, tables[0], read_flag, chains,
                                  blocks) if pulse else 0.0
     return {"crossbar_J": xbar, "write_J": write, "read_J": read}

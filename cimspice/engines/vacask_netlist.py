@@ -33,6 +33,7 @@ from ..errors import ConfigError, InputError
 from ..hardware.cells import nmos_card_params
 from ..hardware.devices import device_dir
 from ..hardware.mapping import CircuitMapping, vmem_params
+from ..hardware.variation import refuse_device_variation
 from ..hardware.state import crossbar_elements, row_node
 from ..schedule import PulseSchedule
 from .netlist import nmos_size, pwl_points, transient_settings
@@ -61,6 +62,7 @@ def vacask_check(cfg: Config) -> None:
     """One-line ConfigError for the parts VACASK cannot express without extra Verilog-A models
     (or that this writer does not emit: the trace topology, read pulses). The odd write branch
     ([device] odd_write) is supported: vmem.va has the ``odd`` parameter."""
+    refuse_device_variation(cfg, "vacask")
     if cfg.circuit.topology != "state":
         raise ConfigError(f"config: [circuit] topology = {cfg.circuit.topology!r}: the VACASK backend "
                           "writes the 'state' topology only (the trace deck's gated sense stage is a "

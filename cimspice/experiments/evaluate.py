@@ -99,7 +99,9 @@ def evaluate(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | 
     return _evaluate(opts)
 
 
-def _check_options(opts: Options) -> Path:
+def check_options(opts) -> Path:
+    """The run directory of ``opts`` (an :class:`Options`, or sweep's), after the checks that
+    need no file: its parent exists, ``jobs``/``scheduler``, readout and engine names."""
     run_dir = Path(opts.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"-o {run_dir}: exists and is not a directory; give a run directory")
@@ -117,7 +119,7 @@ def _check_options(opts: Options) -> Path:
 
 def _evaluate(opts: Options) -> dict:
     t_start = time.perf_counter()
-    run_dir = _check_options(opts)
+    run_dir = check_options(opts)
     cfg = load_config(opts.config)
     # A scheduler is connected now: unreachable -> one line before the run directory is touched.
     # Local workers start when there are engine tasks to run.

@@ -51,6 +51,9 @@ def hardware_digest(model, mapping) -> str:
         h.update(np.ascontiguousarray(getattr(model, name), dtype=float).tobytes())
     for name in ("g_plus", "g_minus", "g_rram_plus", "g_rram_minus", "r_tia", "tau", "gains"):
         h.update(np.ascontiguousarray(getattr(mapping, name), dtype=float).tobytes())
+    if mapping.chip is not None:          # the chip instance's device draws
+        for arr in mapping.chip.arrays().values():
+            h.update(np.ascontiguousarray(arr, dtype=float).tobytes())
     return h.hexdigest()[:16]
 
 

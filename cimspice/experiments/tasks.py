@@ -114,7 +114,7 @@ def run_sample(task: SampleTask) -> SampleOutcome:
         model = SSMParams(**task.model)
         mapping = CircuitMapping(**task.mapping)
         sample = EventSample(task.events, tuple(task.sensor_size), task.label, task.source)
-        prep = build(sample, cfg, model=model, mapping=mapping)
+        prep = build(sample, cfg, model=model, mapping=mapping, key=task.index)
         if task.simulate:
             sim = simulate(prep, engine=task.engine, keep_waveforms=task.keep_waveforms)
             if not np.all(np.isfinite(sim.circuit)):

@@ -54,6 +54,7 @@ class CircuitMapping:
     headroom: float             # w_max / predicted peak w over the calibration data (>= 1 ok)
     w_peak: np.ndarray          # (N,) predicted peak w per state on the calibration data
     info: dict = field(default_factory=dict)
+    chip: object = None         # hardware.variation.Chip: the instance's draws (None: nominal)
 
     @property
     def n_inputs(self) -> int:
