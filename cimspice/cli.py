@@ -26,6 +26,7 @@ from .experiments.sweep_report import text_table
 from .io.event_files import load_events
 from .io.files import check_output_path, write_text_atomic
 from .io.results import write_result
+from .hardware.variation import KEYS as VARIATION_KEYS
 from .pipeline import assemble_result, build, calibration_for_file, nrmse
 from .pipeline import simulate as run_engine  # the command function is also named simulate
 
@@ -234,9 +235,18 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
         for line in energy_summary(res.energy, c, n_states=m.n_states, n_groups=int(np.unique(m.tau).size)):
             click.echo(line)
     else:
-        why = "[energy] accounting = false" if not c.energy.accounting else \
-            f"the {res.engine} engine does not account energy (ngspice and twin do)"
+        if not c.energy.accounting:
+            why = "[energy] accounting = false"
+        elif res.engine == "twin":
+            why = ("the twin accounts energy with nominal devices on this read path; "
+                   "per-device variation here: use --engine ngspice")
+        else:
+            why = f"the {res.engine} engine does not account energy (ngspice and twin do)"
         click.echo(f"energy        n/a ({why})")
+    on = [f"{k} {getattr(c.variation, k):g}" for k in VARIATION_KEYS if getattr(c.variation, k)]
+    if on:
+        click.echo(f"variation     chip seed {c.variation.seed}: {', '.join(on)}"
+                   f"{', recalibrated' if c.variation.recalibrate else ''} (draws in /variation)")
     click.echo(f"wrote         {output}")
 
 

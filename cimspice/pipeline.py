@@ -325,4 +325,18 @@ def assemble_result(prep: Prepared | None, sim: SimResult | None = None, *,
                   circuit=None if sim is None else sim.circuit[None],
                   events=events, model=model_group,
                   labels=None if label is None else np.array([label]), metrics=metrics,
-                  attrs={**run_attrs, **(attrs or {})}, waveforms=waveforms, energy=energy)
+                  attrs={**run_attrs, **(attrs or {})}, waveforms=waveforms, energy=energy,
+                  variation=variation_record(mapping, prep))
+
+
+def variation_record(mapping: CircuitMapping | None, prep: Prepared | None) -> dict:
+    """The result file's /variation: the chip's and the sample's draws, the full scale."""
+    out: dict = {}
+    if mapping is not None and mapping.chip is not None:
+        out.update(chip=mapping.chip.arrays(), seed=int(mapping.chip.seed))
+    if prep is not None and prep.draws is not None:
+        out.update(sample=prep.draws.arrays(), key=int(prep.draws.key),
+                   seed=int(prep.cfg.variation.seed))
+    if mapping is not None and "full_scale" in mapping.info:
+        out["full_scale"] = np.asarray(mapping.info["full_scale"], float)
+    return out

@@ -610,9 +610,17 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                          "write_J": acc.write, "read_J": acc.read}
     if reading:   # sensed pair currents / ((g_on - g_off) rd(v_read)), as the deck's DeckInfo
         rd = cfg.read
-        at = np.interp(st, r_pts[:, 0], r_pts[:, 1], left=0.0, right=0.0)
-        ratio = sinh_read(at, cfg.device.read_nl) / sinh_read(rd.v_read, cfg.device.read_nl)
-        res["sensed"] = (res["w_plus"] - res["w_minus"]) * ratio[:, None]
+        d = cfg.device
+        at = np.interp(st, r_pts[:, 0], r_pts[:, 1], left=0.0, right=0.0)[:, None]
+        if not dev.offset.any():
+            ratio = sinh_read(at, d.read_nl) / sinh_read(rd.v_read, d.read_nl)
+            res["sensed"] = (res["w_plus"] - res["w_minus"]) * ratio
+        else:   # the drivers' offsets: the two devices of a pair see v_read +- offset
+            idle = read_maps.v0[:N, 0]
+            g = lambda w: d.g_off + (d.g_on - d.g_off) * w     # noqa: E731 (G(w), as vmem.lib)
+            i_pm = g(res["w_plus"]) * sinh_read(at + idle, d.read_nl) - \
+                g(res["w_minus"]) * sinh_read(at - idle, d.read_nl)
+            res["sensed"] = i_pm / ((d.g_on - d.g_off) * sinh_read(rd.v_read, d.read_nl))
     return res
 
 

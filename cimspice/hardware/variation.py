@@ -47,6 +47,7 @@ STREAMS = {"tau": 1, "write": 2, "g_plus": 3, "g_minus": 4, "offset": 5, "pulse"
 CHIP_KEYS = ("tau_sigma", "write_sigma", "g_sigma", "driver_offset")
 DEVICE_KEYS = ("tau_sigma", "write_sigma", "driver_offset", "write_noise")   # change the device side of a deck
 CIRCUIT_KEYS = CHIP_KEYS + ("write_noise",)                                   # in the circuit (the deck)
+KEYS = CIRCUIT_KEYS + ("read_noise", "adc_bits")                            # every spread / noise key
 CALIBRATION_KEY = 1 << 40      # sample keys of calibration runs: CALIBRATION_KEY + their index
 
 

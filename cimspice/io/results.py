@@ -17,6 +17,9 @@ Layout::
                      crossbar_J, write_J, read_J, adc_J, total_J, per_event_J, per_pulse_J,
                      per_inference_J (J), latency_s (s), n_events, n_pulses, n_reads,
                      n_conversions; attrs: engine, not_modelled
+    /variation       the draws of hardware.variation the run used (when [variation] is on):
+                     chip/ (tau_factor, rate_factor, driver_offset, g_plus_factor, g_minus_factor;
+                     attr seed), sample/ (write_factor, read_normal; attr key), full_scale (N,)
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Result:
     attrs: dict = field(default_factory=dict)
     waveforms: dict = field(default_factory=dict)
     energy: dict = field(default_factory=dict)   # /energy scalars (empty: not accounted)
+    variation: dict = field(default_factory=dict)  # /variation: {'chip': {...}, 'sample': {...},
+                                                   # 'full_scale': (N,), 'seed', 'key'}
 
 
 def write_result(path: str | Path, result: Result) -> None:
@@ -92,6 +97,17 @@ def write_result(path: str | Path, result: Result) -> None:
                 eg.attrs["not_modelled"] = NOT_MODELLED
                 for k, v in result.energy.items():
                     eg.create_dataset(k, data=v)
+            if result.variation:
+                vg = f.create_group("variation")
+                for k, v in result.variation.items():
+                    if isinstance(v, dict):
+                        sub = vg.create_group(k)
+                        for name, arr in v.items():
+                            sub.create_dataset(name, data=np.asarray(arr))
+                    elif np.ndim(v) == 0:
+                        vg.attrs[k] = v
+                    else:
+                        vg.create_dataset(k, data=np.asarray(v))
 
 
 def _metrics(f) -> dict:
@@ -100,6 +116,13 @@ def _metrics(f) -> dict:
     if "spice_time_s" in met:
         met.setdefault("engine_time_s", met.pop("spice_time_s"))
     return met
+
+
+def _variation(g) -> dict:
+    out = dict(g.attrs)
+    for k in g:
+        out[k] = {n: g[k][n][()] for n in g[k]} if isinstance(g[k], h5py.Group) else g[k][()]
+    return out
 
 
 def read_result(path: str | Path) -> Result:
@@ -124,5 +147,6 @@ def read_result(path: str | Path) -> Result:
             attrs=dict(f.attrs),
             waveforms={k: f["waveforms"][k][()] for k in f["waveforms"]} if "waveforms" in f else {},
             energy={k: f["energy"][k][()].item() for k in f["energy"]} if "energy" in f else {},
+            variation=_variation(f["variation"]) if "variation" in f else {},
         )
     return res

@@ -215,6 +215,13 @@ def config_files(d: Path) -> None:
         "adc_energy_negative.toml": "[energy]\nadc_per_read_J = -1e-12\n",
         "energy_accounting_not_bool.toml": '[energy]\naccounting = "yes"\n',
         "energy_unknown_key.toml": "[energy]\nadc_per_read = 1e-12\n",
+        # variation (hardware/variation.py)
+        "variation_negative_sigma.toml": "[variation]\ng_sigma = -0.05\n",
+        "variation_adc_bits.toml": "[variation]\nadc_bits = 32\n",
+        "variation_offset_on_trace.toml": ('[circuit]\ntopology = "trace"\n[read]\nmode = "pulse"\n'
+                                           '[variation]\ndriver_offset = 0.01\n'),
+        "variation_unknown_key.toml": "[variation]\ntau_spread = 0.1\n",
+        "variation_seed_not_int.toml": "[variation]\nseed = 1.5\n",
         # valid keys; refused when the schedule is built: 10 read slots of 5 ms in a 20 ms stream
         "read_slots_overlap.toml": ('[circuit]\ntopology = "trace"\n[device]\npreset = "wox"\n'
                                     '[read]\nmode = "pulse"\nt_read = 5e-3\n'),
