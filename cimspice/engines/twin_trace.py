@@ -139,8 +139,13 @@ def _at(arr, sel):
 def unique_edge_maps(p, v0, v1, T, it, rt):
     """:func:`edge_maps` computed once per distinct (v0, v1, T, 1/tau, rate) (a train of
     identical pulses has a handful of distinct edges)."""
-    cols = [v0, v1, T] + [c for c in (it, rt) if c is not None]
-    keys, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+    cols = [np.asarray(c, float) for c in (v0, v1, T, it, rt) if c is not None]
+    if all(np.all(c == c.flat[0]) for c in cols[2:]):     # the usual case: one T, one law
+        keys, inv = np.unique(cols[0] + 1j * cols[1], return_inverse=True)
+        keys = np.stack([keys.real, keys.imag] + [np.full(keys.size, c.flat[0]) for c in cols[2:]],
+                        axis=1)
+    else:
+        keys, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
     inv = inv.ravel()
     alpha, beta = edge_maps(p, keys[:, 0], keys[:, 1], keys[:, 2],
                             keys[:, 3] if it is not None else None,
