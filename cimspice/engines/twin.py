@@ -234,9 +234,10 @@ class _Devices:
     def __init__(self, mapping: CircuitMapping, cfg: Config):
         tau = np.asarray(mapping.tau, float)
         self.p = _vmem(cfg.device, cfg, float(tau[0]))   # f(V) depends on [device] keys only
-        self.laws = state_devices(mapping, cfg)
+        self._laws = (mapping, cfg)
         chip = mapping.chip
-        self.inv_tau = np.array([1.0 / q.tau for q in self.laws])   # (2N,)
+        tau2 = np.concatenate([tau, tau])
+        self.inv_tau = 1.0 / (tau2 if chip is None else tau2 * np.asarray(chip.tau, float))   # (2N,)
         self.rate = None if chip is None or np.all(chip.rate == 1.0) else np.asarray(chip.rate, float)
         N = tau.size
         # the two devices of every pair share tau and write rate (the lean ramp maps need it)
@@ -246,6 +247,13 @@ class _Devices:
         self.r_tia = np.asarray(mapping.r_tia, float)
         self.offset = driver_offsets(mapping)
         self.v_clamp = float(cfg.circuit.v_clamp)
+
+    @property
+    def laws(self) -> list:
+        """The 2N device laws (hardware.variation.state_devices), made on first use."""
+        if isinstance(self._laws, tuple):
+            self._laws = state_devices(*self._laws)
+        return self._laws
 
     def drive(self, I, m=None):
         """Driver voltage V_n (N, ...) from the column-pair current I_n (N, ...); ``m``: the
@@ -598,11 +606,13 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
         sel = np.flatnonzero((s_idx > k0) & (s_idx <= k1))
         # window off: A = dt/tau for every device, so its running sum is an outer product
         C = np.outer(dev.inv_tau, np.cumsum(dt)) if dev.win == 0.0 else None
-        if acc is not None:                  # w at every segment end (a scan of its own)
+        if acc is not None:                  # w at every segment end: the samples are among them
             w_end = _scan(A, beta, w, np.arange(nk), C)[0]
             acc.chunk(np.concatenate([w[:, None], w_end[:, :-1]], axis=1), w_end, flat_seg,
                       V_flat, dt)
-        got, w = _scan(A, beta, w, s_idx[sel] - k0 - 1, C)
+            got, w = w_end[:, s_idx[sel] - k0 - 1], w_end[:, -1].copy()
+        else:
+            got, w = _scan(A, beta, w, s_idx[sel] - k0 - 1, C)
         out[:, s_ord[sel]] = got
     res = {"w_plus": out[:N].T.copy(), "w_minus": out[N:].T.copy(), "energy": None}
     if acc is not None:
