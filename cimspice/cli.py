@@ -22,7 +22,7 @@ from .experiments import evaluate as evaluation
 from .experiments import sweep as sweeping
 from .experiments.plots import plot_result_file
 from .experiments.report import summary_table
-from .experiments.sweep_report import text_table
+from .experiments.sweep_report import summary_text
 from .io.event_files import load_events
 from .io.files import check_output_path, write_text_atomic
 from .io.results import write_result
@@ -336,11 +336,7 @@ def sweep(dataset, test_dataset, n, seed, n_train, n_test, jobs, scheduler, conf
                             force=force, plots=not no_plots, engine=engine,
                             test_dataset=test_dataset)
     summary = _interruptible(sweeping.sweep, opts)
-    click.echo(text_table(summary))
-    t, sel = summary["timing"], summary["selected"]
-    click.echo(f"{len(summary['points'])} points x {seeds} chip instances x "
-               f"{sel['train'] + sel['test']} samples on {engine}: {t['n_simulated']} simulated now "
-               f"({t['wall_time_s']:.1f} s), {sum(r['n_failed'] for r in summary['rows'])} failed")
+    click.echo(summary_text(summary))
     click.echo(f"wrote {Path(output) / 'sweep.csv'}, {Path(output) / 'report.md'}")
 
 

@@ -132,6 +132,12 @@ def _shd_sensor_mismatch(tmp, out):
             _shd_file(tmp / "wide.h5", 4, 16), "--engine", "twin", "-o", str(out / "run")], None
 
 
+def _sweep_case(*args):
+    """setup of a `sweep` case: a small twin sweep with ``args`` into ``out/run``."""
+    return lambda tmp, out: (["--dataset", "audio-chirps", "--n", "16", "--engine", "twin", *args,
+                              "-o", str(out / "run")], None)
+
+
 def _no_ngspice(tmp, out):
     empty = tmp / "empty_path"
     empty.mkdir()
@@ -162,6 +168,19 @@ SPECIAL = [
      ["field 'labels'", "7 values", "8 samples"]),
     ("shd-train-test-sensor-mismatch", "evaluate", _shd_sensor_mismatch, "wide.h5",
      ["sensor size (16, 1, 1)", "(8, 1, 1)", "train.h5"]),
+    # `sweep` checks its grid, every point's config and the scheduler before the run directory
+    *[(f"sweep-{cid}", "sweep", _sweep_case(*args), names, expect) for cid, args, names, expect in (
+        ("set-unknown-key", ["--set", "variation.foo=1"], "--set variation.foo=1",
+         ["unknown key 'foo'", "known keys: tau_sigma"]),
+        ("set-not-a-list", ["--set", "foo"], "--set foo", ["section.key=v1,v2"]),
+        ("set-unparsable-value", ["--set", "variation.tau_sigma=0,abc"], "--set variation.tau_sigma",
+         ["'abc' is not a number"]),
+        ("set-negative-sigma", ["--set", "variation.tau_sigma=-0.1"], "--set variation.tau_sigma=-0.1",
+         ["[variation] tau_sigma", ">= 0"]),
+        ("set-adc-bits-25", ["--set", "variation.adc_bits=25"], "--set variation.adc_bits=25",
+         ["adc_bits", "0..24"]),
+        ("unreachable-scheduler", ["--set", "circuit.levels=0,4", "--scheduler", "tcp://127.0.0.1:1"],
+         "--scheduler tcp://127.0.0.1:1", ["cannot connect within"]))],
     # `datasets make` refuses a bad request before generating anything
     ("datasets-make-unknown-name", "datasets make",
      lambda t, o: (["no-such-set", "-o", str(o / "d.npz")], None), "no-such-set",

@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +32,8 @@ from cimspice.experiments.report import PROTOCOLS
 from cimspice.experiments.tasks import SampleOutcome, make_tasks, run_sample
 from cimspice.io.event_files import load_dataset
 from cimspice.io.results import read_result
-from cli_helpers import SMALL_LAYER_TOML, cli, one_line_error
+from cli_helpers import (CLI_ENV, SMALL_LAYER_TOML, alive, children_of, cli, cli_argv, cmdline,
+                         one_line_error, wait_for, worker_pids)
 
 TINY_TOML = "[events]\npool = 4\n" + SMALL_LAYER_TOML
 
@@ -82,26 +82,6 @@ def load_states(run_dir: Path, kind: str):
 def xy(states: dict, split: str):
     keys = sorted(k for k in states if k.startswith(split))
     return (np.stack([states[k][0].ravel() for k in keys]), np.array([states[k][1] for k in keys]))
-
-
-def children_of(pid: int) -> list[int]:
-    """PIDs whose parent is ``pid`` (Linux /proc)."""
-    out = []
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(d.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
-def alive(pid: int) -> bool:
-    """Running (not gone, not a zombie waiting for its new parent to reap it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def report(run_dir: Path) -> dict:
@@ -212,49 +192,18 @@ def test_same_seed_gives_identical_state_arrays(tiny, tmp_path, dask_scheduler):
     assert not np.array_equal(other.events[: d1["events"].size], d1["events"][: other.events.size])
 
 
-def _worker_pids(parent: int) -> list[int]:
-    """Dask worker processes under ``parent`` (spawned by its nannies)."""
-    return [pid for pid in children_of(parent) if b"spawn_main" in _cmdline(pid)]
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
 def _simulators(workers: list[int]) -> list[int]:
     """ngspice processes started by ``workers`` (their own sessions: not in the workers' group)."""
-    return [k for w in workers for k in children_of(w) if b"ngspice" in _cmdline(k)]
-
-
-def _wait_for(cond, timeout: float, what: str, proc=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if proc is not None:
-            assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
-def _cli_argv(*args) -> list[str]:
-    return [sys.executable, "-m", "cimspice.cli", *map(str, args)]
-
-
-_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return [k for w in workers for k in children_of(w) if b"ngspice" in cmdline(k)]
 
 
 def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path, dask_scheduler):
     out = tmp_path / "killed"
-    args = _cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
-                     "--no-plots", "-o", out)
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV)
-    _wait_for(lambda: list((out / "samples").glob("test_*.h5")), 120, "no sample file appeared", proc)
-    workers = _worker_pids(proc.pid)
+    args = cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
+                    "--no-plots", "-o", out)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=CLI_ENV)
+    wait_for(lambda: list((out / "samples").glob("test_*.h5")), 120, "no sample file appeared", proc)
+    workers = worker_pids(proc.pid)
     sims = _simulators(workers)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -262,8 +211,8 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path,
     assert not (out / "report.json").exists()
     # The orphaned workers exit at once (Dask: their nanny, in the killed process, is gone) and
     # their reapers kill the ngspice they were running: nothing runs on for nobody.
-    _wait_for(lambda: not any(alive(pid) for pid in workers + sims), 30,
-              "orphaned workers or their ngspice did not exit")
+    wait_for(lambda: not any(alive(pid) for pid in workers + sims), 30,
+             "orphaned workers or their ngspice did not exit")
 
     res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"],
               *on_cluster(dask_scheduler), "--no-plots", "-o", out)   # resumes wherever it runs
@@ -280,13 +229,13 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path,
 
 def test_ctrl_c_stops_cleanly(tiny, tmp_path):
     out = tmp_path / "interrupted"
-    args = _cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 2,
-                     "--circuit-train", "--no-plots", "-o", out)
+    args = cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 2,
+                    "--circuit-train", "--no-plots", "-o", out)
     # Own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_ENV,
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLI_ENV,
                             start_new_session=True)
-    _wait_for(lambda: list((out / "samples").glob("test_*.h5")), 120, "no sample file appeared", proc)
-    workers = _worker_pids(proc.pid)
+    wait_for(lambda: list((out / "samples").glob("test_*.h5")), 120, "no sample file appeared", proc)
+    workers = worker_pids(proc.pid)
     assert len(workers) == 2
     sims = _simulators(workers)
     t0 = time.monotonic()
@@ -299,7 +248,7 @@ def test_ctrl_c_stops_cleanly(tiny, tmp_path):
     assert not (out / "report.json").exists()
     assert not list((out / "samples").glob(".*"))  # no half-written sample file
     # workers stopped, not orphaned, and their ngspice killed
-    _wait_for(lambda: not any(alive(pid) for pid in workers + sims), 10, "a worker or ngspice survived")
+    wait_for(lambda: not any(alive(pid) for pid in workers + sims), 10, "a worker or ngspice survived")
     for f in (out / "samples").glob("*.h5"):  # every kept file is complete
         read_result(f)
 
@@ -309,22 +258,22 @@ def test_worker_sigkilled_mid_run_is_replaced_and_changes_nothing(tiny, run_a, t
     Dask reruns the task on another worker, the run ends normally with no failure, and every
     state is bit-identical to the undisturbed reference run."""
     out = tmp_path / "worker_killed"
-    args = _cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 2,
-                     "--circuit-train", "--no-plots", "-o", out)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_ENV)
+    args = cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 2,
+                    "--circuit-train", "--no-plots", "-o", out)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLI_ENV)
 
     def busy_worker():
         if not list((out / "samples").glob("*.h5")):
             return None
-        for w in _worker_pids(proc.pid):
+        for w in worker_pids(proc.pid):
             sims = _simulators([w])
             if sims:
                 return w, sims[0]
         return None
 
-    victim, sim = _wait_for(busy_worker, 120, "no worker ran ngspice", proc)
+    victim, sim = wait_for(busy_worker, 120, "no worker ran ngspice", proc)
     os.kill(victim, signal.SIGKILL)
-    _wait_for(lambda: not alive(sim), 5, "the killed worker's ngspice survived it")
+    wait_for(lambda: not alive(sim), 5, "the killed worker's ngspice survived it")
     out_text, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
     assert "0 failed" in out_text.decode()
@@ -343,20 +292,20 @@ def test_task_that_kills_its_worker_is_recorded_then_retried(tiny, run_a, dask_s
     give the task up: the sample is recorded as a WorkerDied failure with its ideal states, the
     run still ends normally, and --retry-failed simulates it again to the reference figures."""
     out = tmp_path / "gave_up"
-    args = _cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"],
-                     "--scheduler", dask_scheduler["address"], "--circuit-train", "--no-plots", "-o", out)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_ENV)
+    args = cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"],
+                    "--scheduler", dask_scheduler["address"], "--circuit-train", "--no-plots", "-o", out)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLI_ENV)
 
     def busy_worker():
-        for w in _worker_pids(dask_scheduler["nanny_pid"]):
+        for w in worker_pids(dask_scheduler["nanny_pid"]):
             sims = _simulators([w])
             if sims:
                 return w, sims[0]
         return None
 
-    victim, sim = _wait_for(busy_worker, 120, "no remote worker ran ngspice", proc)
+    victim, sim = wait_for(busy_worker, 120, "no remote worker ran ngspice", proc)
     os.kill(victim, signal.SIGKILL)
-    _wait_for(lambda: not alive(sim), 5, "the killed worker's ngspice survived it")
+    wait_for(lambda: not alive(sim), 5, "the killed worker's ngspice survived it")
     out_text, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
     rep = report(out)

@@ -25,22 +25,15 @@ import pytest
 from cimspice.engines.process import available_cores
 from cimspice.experiments import workers
 from cimspice.experiments.workers import Cluster
-from cli_helpers import cli, one_line_error
+from cli_helpers import alive, cli, one_line_error
 from worker_tasks import square, square_or_die, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
@@ -74,7 +67,7 @@ def test_workers_of_a_cluster_started_by_hand_are_set_up(dask_scheduler):
         assert set(e["blas_threads"]) == {1} and e["blas_env"]["OPENBLAS_NUM_THREADS"] == "1"
         assert e["slots"] == str(max(1, available_cores() // 2)) and e["tag"]
         assert not e["sigint_ignored"]   # its owner's Ctrl-C still stops `dask worker`
-    assert _alive(dask_scheduler["nanny_pid"])   # closing the client leaves the cluster running
+    assert alive(dask_scheduler["nanny_pid"])   # closing the client leaves the cluster running
 
 
 FAKE_WORKER = """
@@ -93,12 +86,12 @@ def test_reaper_kills_the_simulators_of_a_sigkilled_worker_and_nothing_else():
     other = subprocess.Popen(["sleep", "600"], start_new_session=True)   # not the worker's
     try:
         reaper, sim = map(int, worker.stdout.readline().split())
-        assert _alive(sim) and _alive(reaper)
+        assert alive(sim) and alive(reaper)
         os.kill(worker.pid, signal.SIGKILL)   # no chance to clean up
         worker.wait()
         assert _wait_gone(sim, 5), "the killed worker's simulator survived"
         assert _wait_gone(reaper, 5)
-        assert _alive(other.pid)
+        assert alive(other.pid)
     finally:
         other.kill()
         other.wait()

@@ -1,4 +1,4 @@
-"""Experiments over whole datasets: ``cimspice evaluate`` and its report.
+"""Experiments over whole datasets: ``cimspice evaluate`` and ``cimspice sweep``, their reports.
 
 Modules, in the order a run uses them::
 
@@ -9,4 +9,6 @@ Modules, in the order a run uses them::
     report     accuracy protocols, NRMSE statistics, report.json / report.md
     plots      the report's PNGs and `cimspice plot` (data first, drawing second)
     evaluate   Options and evaluate(): the orchestration of the above
+    sweep_grid, sweep_tasks, sweep_report   a sweep's grid, worker tasks and chunk files, figures
+    sweep      Options and sweep(): a grid of configs x chip instances, on the same workers
 """

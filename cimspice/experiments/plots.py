@@ -18,7 +18,8 @@ from ..schedule import PulseSchedule
 from ..ssm import SSMParams, simulate_ssm
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib  # lazily: a heavy dependency that only drawing needs
 
     matplotlib.use("Agg", force=True)
@@ -29,7 +30,7 @@ def _plt():
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
     """Save ``fig`` as PNG atomically and close it."""
-    plt = _plt()
+    plt = pyplot()
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
@@ -105,7 +106,7 @@ def ideal_on_grid(result, times) -> np.ndarray | None:
 
 def plot_trajectories(data: dict, path: str | Path, title: str = "") -> None:
     """Ideal vs circuit states (one panel per state) above the input event raster."""
-    plt = _plt()
+    plt = pyplot()
     k = len(data["states"])
     fig, axes = plt.subplots(k + 1, 1, figsize=(8, 1.6 * k + 1.8), sharex=True,
                              gridspec_kw={"height_ratios": [1.0] * k + [1.2]})
@@ -161,7 +162,7 @@ def accuracy_data(report: dict) -> tuple[list[str], list[float | None]]:
 
 
 def plot_accuracy(report: dict, path: str | Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     names, vals = accuracy_data(report)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     xs = np.arange(len(names))
@@ -179,7 +180,7 @@ def plot_accuracy(report: dict, path: str | Path) -> None:
 
 
 def plot_confusions(report: dict, path: str | Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     acc = report["accuracy"]
     names = [p for p in acc if acc[p].get("confusion") is not None]
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.2 * max(1, len(names)) + 0.6, 3.4),
@@ -207,7 +208,7 @@ def plot_confusions(report: dict, path: str | Path) -> None:
 
 
 def plot_nrmse_hist(report: dict, path: str | Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     vals = np.array(list(report["nrmse"]["per_sample"].values()), dtype=float)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     if vals.size:

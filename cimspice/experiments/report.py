@@ -80,7 +80,7 @@ def _readout(kind: str, n_train: int):
 
 
 def _clf_info(clf) -> dict:
-    info = {"params": _clean(clf.get_params())}
+    info = {"params": json_ready(clf.get_params())}
     if hasattr(clf, "alpha_"):
         info["alpha"] = float(clf.alpha_)
     return info
@@ -279,15 +279,15 @@ def write_report(run_dir: Path, report: dict, *, plots: bool = True) -> None:
         report_plots(run_dir, report)
     write_text_atomic(run_dir / "report.md", report_markdown(report))
     # JSON last: its presence means the whole report is there.
-    write_text_atomic(run_dir / "report.json", json.dumps(_clean(report), indent=1, allow_nan=False) + "\n")
+    write_text_atomic(run_dir / "report.json", json.dumps(json_ready(report), indent=1, allow_nan=False) + "\n")
 
 
-def _clean(obj):
+def json_ready(obj):
     """JSON-ready copy: NumPy scalars/arrays to Python, NaN/inf to null."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_clean(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not np.isfinite(obj):

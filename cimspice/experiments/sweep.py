@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import __version__
 from ..config import Config, load_config
@@ -46,11 +47,11 @@ from . import rundir
 from .evaluate import BATCH_S, Interrupted, check_options
 from .report import compute_report, versions
 from .sweep_grid import instance_config, parse_axes, point_configs, value_text
-from .sweep_report import point_stats, unit_row, write_sweep_report
+from .sweep_report import SWEEP_FORMAT, point_stats, unit_row, write_sweep_report
 from .sweep_tasks import (ChunkJob, ProgramJob, chunk_bytes, chunk_done, chunk_path, chunk_records,
                           ideal_only, program_unit, read_chunk, run_chunk, unit_name)
 from .tasks import SPLITS, make_tasks, write_file_bytes
-from .workers import Cluster, default_jobs, progress
+from .workers import Cluster, progress
 
 MANIFEST_KIND = "sweep"
 _REPORT_FILES = ("sweep.json", "sweep.csv", "report.md")
@@ -84,11 +85,12 @@ class Options:
 class Unit:
     """One grid point on one chip instance."""
 
-    name: str
+    name: str          # 'p003_s001': point 3, [variation] seed 1
     point: int
     seed: int
-    values: tuple
+    values: tuple      # the point's value of each swept key
     cfg: Config
+    digest: str        # cfg.digest(): what its chunk files must have been made with
 
 
 def sweep(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | None = None,
@@ -141,7 +143,7 @@ def _units(points: list, axes: list, opts: Options) -> list[Unit]:
                 where = ", ".join(f"{a.name}={value_text(v)}" for a, v in zip(axes, values))
                 raise ConfigError(f"--engine {opts.engine} at {'--set ' + where + ', ' if where else ''}"
                                   f"--seeds instance {s}: {exc}") from None
-            units.append(Unit(unit_name(p, s), p, s, values, inst))
+            units.append(Unit(unit_name(p, s), p, s, values, inst, inst.digest()))
     return units
 
 
@@ -166,45 +168,51 @@ def _sweep_on(opts: Options, run_dir: Path, base: Config, axes: list, points: li
     order = [(split, i) for split in SPLITS for i in chosen[split]]
     size = chunk_size(opts.engine)
     chunks = [order[k:k + size] for k in range(0, len(order), size)]
-    pending = {u.name: [c for c, ch in enumerate(chunks)
-                        if not chunk_done(read_chunk(chunk_path(run_dir, u.name, c)), u.cfg.digest(),
-                                          opts.engine, [i for _, i in ch])]
-               for u in units}
+    pending = _pending(run_dir, units, chunks, opts.engine)
     n_total = len(units) * len(order)
     n_todo = sum(len(chunks[c]) for cs in pending.values() for c in cs)
     timing = {"jobs": 0, "scheduler": opts.scheduler or "local", "n_simulated": n_todo,
-              "wall_time_s": 0.0}
+              "wall_time_s": 0.0, "cluster_start_s": None}
     if n_todo:
         t0 = time.perf_counter()
         try:
             with cluster:   # closed at the end, aborted (workers stopped) on an exception
-                _run(opts, run_dir, ds, units, points, chunks, pending, cluster, n_total - n_todo, n_total)
-                timing["jobs"] = cluster.n_threads
+                ready = _run(opts, run_dir, ds, units, points, chunks, pending, cluster,
+                             n_total - n_todo, n_total)
+                timing.update(jobs=cluster.n_threads, cluster_start_s=ready - t0)
         except KeyboardInterrupt:
-            done = sum(len(ch) for u in units for c, ch in enumerate(chunks)
-                       if chunk_done(read_chunk(chunk_path(run_dir, u.name, c)), u.cfg.digest(),
-                                     opts.engine, [i for _, i in ch]))
-            raise Interrupted(f"interrupted: {done} of {n_total} {opts.engine} samples kept in "
-                              f"{run_dir / 'results'}; rerun the same command to resume") from None
+            left = sum(len(chunks[c]) for cs in _pending(run_dir, units, chunks, opts.engine).values()
+                       for c in cs)
+            raise Interrupted(f"interrupted: {n_total - left} of {n_total} {opts.engine} samples kept "
+                              f"in {run_dir / 'results'}; rerun the same command to resume") from None
         timing["wall_time_s"] = time.perf_counter() - t0
     timing["wall_time_s_invocation"] = time.perf_counter() - t_start
 
-    n_classes = max(len(ds.classes), int(np.max(ds.labels)) + 1)
-    rows, records = [], []
-    for u in units:
-        recs = [r for c in range(len(chunks)) for r in _records(run_dir, u, c)]
-        rep = compute_report(recs, readout=opts.readout, circuit_train=True, engine=opts.engine,
-                             n_classes=n_classes, class_names=list(ds.classes))
-        rows.append(unit_row(u.values, u.seed, rep))
-        records += recs[:1]
-    summary = {"cimspice_sweep": 1, "title": ds_ident.get("name", ""),
-               "keys": [a.name for a in axes], "seeds": opts.seeds, "engine": opts.engine,
-               "readout": opts.readout, "chance": 1.0 / n_classes, "dataset": ds_ident,
-               "selected": {k: len(v) for k, v in chosen.items()}, "config_digest": base.digest(),
-               "rows": rows, "points": point_stats(rows), "timing": timing,
-               "versions": versions(records)}
+    summary = _summarise(run_dir, ds, units, len(chunks), opts)
+    summary.update(title=ds_ident.get("name", ""), keys=[a.name for a in axes], seeds=opts.seeds,
+                   dataset=ds_ident, selected={k: len(v) for k, v in chosen.items()},
+                   config_digest=base.digest(), timing=timing)
     write_sweep_report(run_dir, summary, plots=opts.plots)
     return summary
+
+
+def _summarise(run_dir: Path, ds, units: list[Unit], n_chunks: int, opts: Options) -> dict:
+    """The figures of every unit, from its chunk files alone (a resumed sweep reports what an
+    uninterrupted one would), and their statistics per point."""
+    n_classes = max(len(ds.classes), int(np.max(ds.labels)) + 1)
+    rows, first = [], []
+    # One BLAS thread: the readouts' small solves run 15x slower on threads that compete with
+    # other processes (measured here under load), and the figures do not depend on the core count.
+    with threadpool_limits(1):
+        for u in units:
+            recs = [r for c in range(n_chunks) for r in _records(run_dir, u, c)]
+            rep = compute_report(recs, readout=opts.readout, circuit_train=True, engine=opts.engine,
+                                 n_classes=n_classes, class_names=list(ds.classes))
+            rows.append(unit_row(u.values, u.seed, rep))
+            first += recs[:1]
+    return {"cimspice_sweep": SWEEP_FORMAT, "engine": opts.engine, "readout": opts.readout,
+            "chance": 1.0 / n_classes, "rows": rows, "points": point_stats(rows),
+            "versions": versions(first)}
 
 
 def chunk_size(engine: str) -> int:
@@ -214,12 +222,20 @@ def chunk_size(engine: str) -> int:
     return 64 if engine == "twin" else 1
 
 
+def _pending(run_dir: Path, units: list[Unit], chunks: list, engine: str) -> dict:
+    """{unit name: [chunk numbers without a finished result file]}."""
+    return {u.name: [c for c, ch in enumerate(chunks)
+                     if not chunk_done(read_chunk(chunk_path(run_dir, u.name, c)), u.digest, engine,
+                                       [i for _, i in ch])]
+            for u in units}
+
+
 def _records(run_dir: Path, unit: Unit, chunk: int):
     data = read_chunk(chunk_path(run_dir, unit.name, chunk))
     if data is None:
         raise InputError(f"{chunk_path(run_dir, unit.name, chunk)}: result file missing or "
                          f"unreadable; rerun the sweep command to finish the run")
-    return chunk_records(data, unit.cfg.digest())
+    return chunk_records(data, unit.digest)
 
 
 def _open_run_dir(run_dir: Path, identity: dict, force: bool) -> None:
@@ -254,8 +270,9 @@ def _open_run_dir(run_dir: Path, identity: dict, force: bool) -> None:
 
 
 def _run(opts: Options, run_dir: Path, ds, units: list[Unit], points: list, chunks: list,
-         pending: dict, cluster: Cluster, n_before: int, n_total: int) -> None:
-    """Program the units that have chunks to run (on the cluster), then run those chunks."""
+         pending: dict, cluster: Cluster, n_before: int, n_total: int) -> float:
+    """Program the units that have chunks to run, then run those chunks, both on the cluster;
+    returns when the cluster was ready (``time.perf_counter()``)."""
     todo = [u for u in units if pending[u.name]]
     models, calib = {}, {}
     for u in todo:   # the SSM and the calibration samples are the same for every instance
@@ -264,38 +281,50 @@ def _run(opts: Options, run_dir: Path, ds, units: list[Unit], points: list, chun
             models[u.point] = make_model(cfg, n_input_rows(ds.sensor_size, cfg), opts.weights)
             calib[u.point] = calibration_schedules(ds, cfg)
     cluster.ensure(max(len(todo), sum(len(pending[u.name]) for u in todo)))
+    t_ready = time.perf_counter()
+    mappings = _program(opts, cluster, [ProgramJob(u.name, models[u.point], u.cfg.to_toml(),
+                                                   *calib[u.point], opts.engine) for u in todo])
+    jobs = []
+    for u in todo:
+        error, mapping, died = mappings[u.name]
+        for c in pending[u.name]:
+            if mapping is None:   # not programmed: every sample of the unit is recorded failed
+                samples = [(sp, i, int(ds.labels[i])) for sp, i in chunks[c]]
+                write_file_bytes(chunk_path(run_dir, u.name, c), chunk_bytes(
+                    samples, [None] * len(samples), u.digest, opts.engine,
+                    errors=[f"program: {error}"] * len(samples), died=died))
+                n_before += len(samples)
+                continue
+            chosen = {s: [i for sp, i in chunks[c] if sp == s] for s in SPLITS}
+            tasks = [dataclasses.replace(t, keep_waveforms=False) for t in make_tasks(
+                ds, chosen, u.cfg, models[u.point], mapping, circuit_train=True, engine=opts.engine)]
+            jobs.append(ChunkJob(u.name, c, tasks, u.digest))
+    _run_chunks(opts, run_dir, cluster, jobs, n_before, n_total)
+    return t_ready
 
-    mappings = {}   # unit -> (error, mapping or None, died)
-    jobs = [ProgramJob(u.name, models[u.point], u.cfg.to_toml(), *calib[u.point], opts.engine)
-            for u in todo]
+
+def _program(opts: Options, cluster: Cluster, jobs: list[ProgramJob]) -> dict:
+    """{unit: (error, CircuitMapping or None, died)}: each unit's chip programmed on a worker
+    (calibration runs the engine in non-linear write modes)."""
+    mappings = {}
     with progress(len(jobs), "program", opts.progress) as bar:
         for job, value, died in cluster.map_unordered(program_unit, jobs, keys=[j.unit for j in jobs],
                                                       batch_s=BATCH_S):
             error, mapping = (died, None) if died else value
             mappings[job.unit] = (error, mapping, bool(died))
             bar.update(1)
+    return mappings
 
-    chunk_jobs = []
-    for u in todo:
-        error, mapping, died = mappings[u.name]
-        for c in pending[u.name]:
-            if mapping is None:   # not programmed: every sample of the unit is recorded failed
-                samples = [(sp, i, int(ds.labels[i])) for sp, i in chunks[c]]
-                data = chunk_bytes(samples, [None] * len(samples), u.cfg.digest(), opts.engine,
-                                   errors=[f"program: {error}"] * len(samples), died=died)
-                write_file_bytes(chunk_path(run_dir, u.name, c), data)
-                n_before += len(samples)
-                continue
-            chosen = {s: [i for sp, i in chunks[c] if sp == s] for s in SPLITS}
-            tasks = [dataclasses.replace(t, keep_waveforms=False) for t in make_tasks(
-                ds, chosen, u.cfg, models[u.point], mapping, circuit_train=True, engine=opts.engine)]
-            chunk_jobs.append(ChunkJob(u.name, c, tasks, u.cfg.digest()))
-    # longest first (event count ~ engine time): no long chunk left alone at the end
-    chunk_jobs.sort(key=lambda j: -sum(t.events.size for t in j.tasks))
+
+def _run_chunks(opts: Options, run_dir: Path, cluster: Cluster, jobs: list[ChunkJob],
+                n_before: int, n_total: int) -> None:
+    """The chunks on the cluster, longest first (event count ~ engine time: no long chunk left
+    alone at the end); each chunk file a worker returns is written here, atomically."""
+    jobs = sorted(jobs, key=lambda j: -sum(t.events.size for t in j.tasks))
+    n_failed = 0
     with progress(n_total, opts.engine, opts.progress) as bar:
         bar.update(n_before)
-        n_failed = 0
-        for job, value, died in cluster.map_unordered(run_chunk, chunk_jobs, keys=[j.key for j in chunk_jobs],
+        for job, value, died in cluster.map_unordered(run_chunk, jobs, keys=[j.key for j in jobs],
                                                       batch_s=BATCH_S):
             if died:   # the chunk killed its workers: ideal states, the error, redone by a rerun
                 data, n_bad = ideal_only(job, died), len(job.tasks)

@@ -48,6 +48,8 @@ def parse_axes(sets, base: Config) -> list[Axis]:
     """Axes from ``--set`` texts (``'variation.tau_sigma=0,0.3'``) or a mapping
     ``{'variation.tau_sigma': [0, 0.3]}`` (values as Python values or one text). Each value is
     checked alone against ``base``; InputError/ConfigError (one line naming the ``--set``)."""
+    if isinstance(sets, str):   # one --set given alone
+        sets = [sets]
     items = list(sets.items()) if isinstance(sets, Mapping) else [_split_set(s) for s in sets]
     axes: list[Axis] = []
     for name, values in items:

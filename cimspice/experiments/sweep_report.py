@@ -16,8 +16,8 @@ import numpy as np
 from scipy import stats
 
 from ..io.files import write_text_atomic
-from .plots import _plt, save_figure
-from .report import PROTOCOLS, _clean
+from .plots import pyplot, save_figure
+from .report import PROTOCOLS, json_ready
 from .sweep_grid import value_text
 
 METRICS = (*PROTOCOLS, "nrmse_mean")
@@ -99,6 +99,25 @@ def text_table(summary: dict) -> str:
     return "\n".join("  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [header, *rows])
 
 
+def summary_text(summary: dict, n_failures: int = 5) -> str:
+    """What the CLI prints: the per-point table, the sweep's size and the first failures."""
+    t, sel, rows = summary["timing"], summary["selected"], summary["rows"]
+    failures = [(r, f) for r in rows for f in r["failures"]]
+    lines = [text_table(summary),
+             f"{len(summary['points'])} point(s) x {summary['seeds']} chip instance(s) x "
+             f"{sel['train'] + sel['test']} samples on {summary['engine']}: {t['n_simulated']} "
+             f"simulated now ({t['wall_time_s']:.1f} s), {len(failures)} failed"]
+    lines += [f"failed: {_point(r)} seed {r['seed']} {f['key']}: {f['error']}"
+              for r, f in failures[:n_failures]]
+    if len(failures) > n_failures:
+        lines.append(f"... and {len(failures) - n_failures} more failures (sweep.json)")
+    return "\n".join(lines)
+
+
+def _point(row: dict) -> str:
+    return ", ".join(map(value_text, row["values"])) or "-"
+
+
 def plot_lines(summary: dict, metric: str) -> dict:
     """What a plot of ``metric`` vs the first swept key shows: ``x`` (positions), ``ticks``
     (labels, or None for a numeric axis), ``xlabel`` and ``lines`` = [(label, x, mean, ci95)],
@@ -141,7 +160,7 @@ def _draw(ax, data: dict, scale: float) -> None:
 
 def plot_accuracy(summary: dict, path: Path) -> None:
     """Test accuracy of the four protocols vs the first swept key (mean, 95 % CI bars)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(8.5, 6.2), sharex=True, sharey=True,
                              constrained_layout=True)
     for ax, p in zip(axes.ravel(), PROTOCOLS):
@@ -160,7 +179,7 @@ def plot_accuracy(summary: dict, path: Path) -> None:
 
 def plot_nrmse(summary: dict, path: Path) -> None:
     """Mean state NRMSE vs the first swept key (mean, 95 % CI bars); log scale over decades."""
-    plt = _plt()
+    plt = pyplot()
     data = plot_lines(summary, "nrmse_mean")
     fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
     _draw(ax, data, 100.0)
@@ -198,8 +217,7 @@ def report_markdown(summary: dict) -> str:
     if failures:
         lines += ["", "## Failed samples", "", "| point | seed | sample | error |", "|---|---|---|---|"]
         for r, f in failures[:_FAILURES_LISTED]:
-            point = ", ".join(map(value_text, r["values"]))
-            lines.append(f"| {point} | {r['seed']} | {f['key']} | {f['error'].replace('|', '/')} |")
+            lines.append(f"| {_point(r)} | {r['seed']} | {f['key']} | {f['error'].replace('|', '/')} |")
         if len(failures) > _FAILURES_LISTED:
             lines.append(f"\n({len(failures) - _FAILURES_LISTED} more in sweep.json)")
     lines += ["", *(f"![{name[:-4]}]({name})" for name in PLOTS), ""]
@@ -216,4 +234,4 @@ def write_sweep_report(run_dir: Path, summary: dict, *, plots: bool = True) -> N
             draw(summary, run_dir / name)
     write_text_atomic(run_dir / "report.md", report_markdown(summary))
     write_text_atomic(run_dir / "sweep.json",
-                      json.dumps(_clean(summary), indent=1, allow_nan=False) + "\n")
+                      json.dumps(json_ready(summary), indent=1, allow_nan=False) + "\n")

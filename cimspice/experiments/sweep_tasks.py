@@ -39,8 +39,13 @@ def unit_name(point: int, seed: int) -> str:
     return f"p{point:03d}_s{seed:03d}"
 
 
+def chunk_stem(unit: str, chunk: int) -> str:
+    """Name of chunk ``chunk`` of ``unit``: its file stem and its Dask task key."""
+    return f"{unit}_c{chunk:03d}"
+
+
 def chunk_path(run_dir: Path, unit: str, chunk: int) -> Path:
-    return Path(run_dir) / "results" / f"{unit}_c{chunk:03d}.npz"
+    return Path(run_dir) / "results" / f"{chunk_stem(unit, chunk)}.npz"
 
 
 # ------------------------------------------------------------------------------------------
@@ -81,7 +86,7 @@ class ChunkJob:
 
     @property
     def key(self) -> str:
-        return f"{self.unit}_c{self.chunk:03d}"
+        return chunk_stem(self.unit, self.chunk)
 
 
 def run_chunk(job: ChunkJob) -> tuple[bytes, dict]:

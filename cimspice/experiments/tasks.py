@@ -11,6 +11,7 @@ tells a resumed run which samples to skip.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 import time
 from dataclasses import dataclass
@@ -103,6 +104,12 @@ def make_tasks(ds, chosen: dict, cfg, model: SSMParams, mapping: CircuitMapping,
     return tasks
 
 
+@functools.lru_cache(maxsize=16)
+def _config(text: str):
+    """The task's Config (a run's tasks share one text: parsed once per worker process)."""
+    return config_from_toml(text)
+
+
 def run_sample(task: SampleTask) -> SampleOutcome:
     """Ideal (and circuit) states of one sample; writes nothing and never raises for a failing
     sample (its error is part of the outcome)."""
@@ -110,7 +117,7 @@ def run_sample(task: SampleTask) -> SampleOutcome:
     model = mapping = prep = sim = None
     error = ""
     try:
-        cfg = config_from_toml(task.config_toml)
+        cfg = _config(task.config_toml)
         model = SSMParams(**task.model)
         mapping = CircuitMapping(**task.mapping)
         sample = EventSample(task.events, tuple(task.sensor_size), task.label, task.source)
