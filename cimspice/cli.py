@@ -235,13 +235,8 @@ def simulate(events_file, index, config, weights, sort, engine, output, deck, wa
         for line in energy_summary(res.energy, c, n_states=m.n_states, n_groups=int(np.unique(m.tau).size)):
             click.echo(line)
     else:
-        if not c.energy.accounting:
-            why = "[energy] accounting = false"
-        elif res.engine == "twin":
-            why = ("the twin accounts energy with nominal devices on this read path; "
-                   "per-device variation here: use --engine ngspice")
-        else:
-            why = f"the {res.engine} engine does not account energy (ngspice and twin do)"
+        why = "[energy] accounting = false" if not c.energy.accounting else \
+            f"the {res.engine} engine does not account energy (ngspice and twin do)"
         click.echo(f"energy        n/a ({why})")
     on = [f"{k} {getattr(c.variation, k):g}" for k in VARIATION_KEYS if getattr(c.variation, k)]
     if on:

@@ -458,13 +458,8 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
         r_lev = np.interp(T, r_pts[:, 0], r_pts[:, 1], left=0.0, right=0.0)   # exact on corners
         in_read = (r_lev[:-1] > 0) | (r_lev[1:] > 0)
         read_maps = _ReadMaps(dev)
-    # energy accounting (engines.twin_energy): the device energies from the same pieces; its
-    # read segments assume nominal, offset-free devices (else energy n/a, said by the caller)
-    chip = mapping.chip
-    varied = chip is not None and bool(np.any(chip.tau != 1) or np.any(chip.rate != 1)
-                                       or np.any(chip.offset))
-    acc = StateEnergy(dev, read_maps.params if reading else None, rule) \
-        if cfg.energy.accounting and not (reading and varied) else None
+    # energy accounting (engines.twin_energy): the device energies from the same pieces
+    acc = StateEnergy(dev, read_maps if reading else None, rule) if cfg.energy.accounting else None
     # write noise: the factor of the write interval holding each segment (1 outside them,
     # where every row is at 0 V), as the deck's Vwn<n> sources
     noise = interval_factors(schedule, draws, N)
@@ -642,7 +637,6 @@ class _ReadMaps:
     def __init__(self, dev: _Devices):
         N = dev.r_tia.size
         self.p = dev.p
-        self.params = dev.laws[:N]                   # per state (energy: no device variation)
         idle = dev.drive(np.zeros(N))                # the driver output between writes
         self.v0 = np.concatenate([idle, -idle])[:, None]
         self.inv_tau = dev.inv_tau[:, None]

@@ -133,11 +133,11 @@ class StateEnergy:
     at the twin's own quadrature nodes, w linear) and read segments (both devices of every
     pair see the read drive)."""
 
-    def __init__(self, dev, read_params: list[VMemParams] | None, rule):
+    def __init__(self, dev, read_maps, rule):
         self.dev = dev
         p = dev.p
         self.g_off, self.dg, self.rnl = p.g_off, p.g_on - p.g_off, p.read_nl
-        self.read_params = read_params
+        self.read_maps = read_maps     # engines.twin._ReadMaps: each device's law and idle drive
         x, _, _, _, S, _, wS = rule
         self.x, self.wS, self.S = x, wS, S
         self.write = 0.0
@@ -175,42 +175,57 @@ class StateEnergy:
             ws1 = w_end[:N, kb] + w_end[N:, kb]
             self.write += float(np.sum(edge_energy(2 * self.g_off, self.dg, M0, M1, ws0, ws1)))
         for kr, r0, r1, T in self._reads:
-            self.read += self._read_energy(w_start[:, kr], w_end[:, kr], r0, r1, T)
+            write, read = self._read_energy(w_start[:, kr], w_end[:, kr], r0, r1, T)
+            self.write += write
+            self.read += read
         self._ramps, self._reads = [], []
 
-    def _read_energy(self, w0, w1, r0, r1, T) -> float:
+    def _read_energy(self, w0, w1, r0, r1, T) -> tuple[float, float]:
+        """(write part, read part) of the device energy over read segments: device i sees
+        ``v_i = idle_i + r`` (idle: its driver's output between writes, 0 unless the chip has
+        driver offsets) and draws ``G(w_i) s(v_i)``; the read pulse delivers ``r G s``, the
+        driver ``idle_i G s`` (the deck's split)."""
         from .twin_trace import coeffs  # noqa: PLC0415 (twin_trace imports us)
-        N = len(self.read_params)
-        out = 0.0
+        rm = self.read_maps
+        v0 = rm.v0                                                          # (2N, 1)
+        write = read = 0.0
         flat = r0 == r1
         if flat.any():
-            u = u_of(r0[flat], self.rnl)
-            p0 = self.read_params[0]
-            a0, b0 = coeffs(p0, r0[flat])
-            # the states differ only in tau: a = 1/tau + (window terms), b = w_rest/tau + f
-            it = np.array([1.0 / p.tau for p in self.read_params])[:, None]
-            a = a0[None] + it - 1.0 / p0.tau
-            b = b0[None] + p0.w_rest * (it - 1.0 / p0.tau)
+            r = r0[flat][None]
+            v = v0 + r                                                      # (2N, F)
+            s = sinh_read(v, self.rnl)
+            a, b = coeffs(rm.p, v, rm.inv_tau, rm.rate)
             Tf = T[flat][None]
-            iw = integral_w(a, b, w0[:N, flat], Tf) + integral_w(a, b, w0[N:, flat], Tf)
-            out += float(np.sum(u * (2 * self.g_off * T[flat] + self.dg * iw)))
+            g_int = self.g_off * Tf + self.dg * integral_w(a, b, w0[:, flat], Tf)   # int G dt
+            read += float(np.sum(r * s * g_int))
+            write += float(np.sum(v0 * s * g_int))
         e = ~flat
         if e.any():
-            rn = r0[e, None] + (r1 - r0)[e, None] * _X[None]              # (E, Q)
-            M0, M1 = ramp_moments(u_of(rn, self.rnl).T, _WQ, _X, T[e])
-            ws0, ws1 = w0[:N, e] + w0[N:, e], w1[:N, e] + w1[N:, e]
-            out += float(np.sum(edge_energy(2 * self.g_off, self.dg, M0, M1, ws0, ws1)))
-        return out
+            rn = r0[e, None] + (r1 - r0)[e, None] * _X[None]                # (E, Q)
+            vn = v0[:, :, None] + rn[None]                                  # (2N, E, Q)
+            s = sinh_read(vn, self.rnl)
+            for part, weight in ((rn[None] * s, "read"), (v0[:, :, None] * s, "write")):
+                M0, M1 = ramp_moments(np.moveaxis(part, 2, 1), _WQ, _X, T[e])   # (2N, E)
+                got = float(np.sum(edge_energy(self.g_off, self.dg, M0, M1, w0[:, e], w1[:, e])))
+                if weight == "read":
+                    read += got
+                else:
+                    write += got
+        return write, read
 
 
 # ---------------------------------------------------------------------------------- trace
 
-def trace_device_energy(p: VMemParams, table, read_flag, alpha, beta, w_start, rows_on) -> tuple:
+def trace_device_energy(p: VMemParams, table, read_flag, alpha, beta, w_start, rows_on,
+                        row_law=None) -> tuple:
     """(write_J, read_J) of the devices of law ``p`` on the rows of a piece table
     (twin_trace.pad_rows) chained to ``w_start`` (``rows_on``: the rows whose devices are in the
-    deck)."""
+    deck; ``row_law``: each row's device's (1/tau, write-rate factor) arrays, a chip instance)."""
     from .twin_trace import DOWN, FLAT, UP, coeffs  # noqa: PLC0415 (twin_trace imports us)
     kind, t0, t1, lv = table
+    it = rt = None
+    if row_law is not None:
+        it, rt = (np.broadcast_to(np.asarray(x, float)[:, None], kind.shape)[rows_on] for x in row_law)
     kind, t0, t1, lv = kind[rows_on], t0[rows_on], t1[rows_on], lv[rows_on]
     w0, read_flag = w_start[rows_on], read_flag[rows_on]
     w1 = alpha[rows_on] * w0 + beta[rows_on]
@@ -221,7 +236,7 @@ def trace_device_energy(p: VMemParams, table, read_flag, alpha, beta, w_start, r
     g_off, dg = p.g_off, p.g_on - p.g_off
     fl = kind == FLAT
     if fl.any():
-        a, b = coeffs(p, lv[fl])
+        a, b = coeffs(p, lv[fl], None if it is None else it[fl], None if rt is None else rt[fl])
         E[fl] = u_of(lv[fl], p.read_nl) * (g_off * T[fl] + dg * integral_w(a, b, w0[fl], T[fl]))
     for kd in (UP, DOWN):
         sel = kind == kd
@@ -235,12 +250,13 @@ def trace_device_energy(p: VMemParams, table, read_flag, alpha, beta, w_start, r
 
 
 def trace_crossbar_energy(mapping, cfg: Config, params: list[VMemParams], table, read_flag,
-                          chains: list, blocks: dict) -> float:
+                          chains: list, blocks: dict, row_laws: list | None = None) -> float:
     """Energy the gated sense stages deliver into the crossbar blocks over every read, J.
 
     ``chains[k] = (alpha, beta, w_start)`` of group k's devices on the piece table (rows
     0..R-1: the trace devices, row R: the reference device); ``blocks[k]``: group k's
-    Crossbar (absent: no states in the group, nothing driven)."""
+    Crossbar (absent: no states in the group, nothing driven); ``row_laws[k]``: the (1/tau,
+    rate) arrays (R + 1,) of group k's devices (a chip instance; None: the law's)."""
     from .twin_trace import GAP, coeffs  # noqa: PLC0415 (twin_trace imports us)
     d, rd = cfg.device, cfg.read
     kind, t0, t1, _ = table
@@ -269,8 +285,10 @@ def trace_crossbar_energy(mapping, cfg: Config, params: list[VMemParams], table,
         w1 = alpha[rr, idx] * w0 + beta[rr, idx]
         # w at the nodes: linear on the edges, exact exponential on the flat top
         w = w0[..., None] + (w1 - w0)[..., None] * _XB                       # (R + 1, M, 3, Q)
-        a, b = coeffs(params[k], rd.v_read)
-        a, b = float(np.asarray(a)), float(np.asarray(b))
+        law = row_laws[k] if row_laws is not None else (None, None)
+        a, b = coeffs(params[k], rd.v_read, *law)
+        a = np.broadcast_to(np.asarray(a, float), (R + 1,))[:, None, None]   # per row's device
+        b = np.broadcast_to(np.asarray(b, float), (R + 1,))[:, None, None]
         w_inf = b / a
         w[:, :, 1, :] = w_inf + (w0[:, :, 1, None] - w_inf) * np.exp(-a * T[:, :, 1, None] * _XB)
         i_dev = g(w[:R]) * s_r                                              # (R, M, 3, Q)

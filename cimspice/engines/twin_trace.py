@@ -287,13 +287,14 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     v_rows = None
     chip = mapping.chip
     varied = chip is not None and bool(np.any(chip.tau != 1) or np.any(chip.rate != 1))
-    # energy: per-group laws and tables (twin_energy); per-device laws -> n/a, said by the caller
-    chains: list | None = [] if cfg.energy.accounting and not varied else None
+    chains: list | None = [] if cfg.energy.accounting else None
+    row_laws = [] if varied else None             # per group: each row's device's (1/tau, rate)
     for k in range(K):
         it = rt = None
         if varied:   # device (r, k) at r K + k, the reference of group k at R K + k
             idx = np.r_[np.arange(R) * K + k, R * K + k]
             it, rt = 1.0 / (taus[k] * chip.tau[idx]), chip.rate[idx]
+            row_laws.append((it, rt))
         w, v = chain_rows(params[k], tables[k if noisy else 0], st, schedule.t_rise, keep=chains,
                           inv_tau=it, rate=rt)
         w_trace[:, :, k], w_ref[:, k] = w[:, :R], w[:, R]
@@ -307,7 +308,7 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
             for j in (1, 2, 3):                                 # up, flat, down of pulse i
                 read_flag[r, j:4 * f.size:4] = f
         energy = _trace_energy(mapping, cfg, params, tables if noisy else [table] * K, read_flag,
-                               chains, blocks)
+                               chains, blocks, row_laws)
     if rd.mode == "node":
         return {"sensed": trace_sensed_from_w(w_trace, w_ref, mapping), "w_trace": w_trace,
                 "w_ref": w_ref, "energy": energy}
@@ -346,16 +347,18 @@ def _blocks(mapping: CircuitMapping, cfg: Config) -> dict:
     return out
 
 
-def _trace_energy(mapping, cfg: Config, params, tables, read_flag, chains, blocks) -> dict:
+def _trace_energy(mapping, cfg: Config, params, tables, read_flag, chains, blocks,
+                  row_laws=None) -> dict:
     """crossbar_J, write_J, read_J of the trace deck (engines.twin_energy); ``tables[k]``: the
-    piece table of group k's devices."""
+    piece table of group k's devices; ``row_laws[k]``: their (1/tau, rate) (a chip instance)."""
     R = mapping.n_inputs
     pulse = cfg.read.mode == "pulse"
     rows_on = np.arange(R + 1) if (cfg.read.baseline == "reference" or not pulse) else np.arange(R)
     write = read = 0.0
-    for p, table, (alpha, beta, w_start) in zip(params, tables, chains):
-        w_, r_ = trace_device_energy(p, table, read_flag, alpha, beta, w_start, rows_on)
+    for k, (p, table, (alpha, beta, w_start)) in enumerate(zip(params, tables, chains)):
+        w_, r_ = trace_device_energy(p, table, read_flag, alpha, beta, w_start, rows_on,
+                                     None if row_laws is None else row_laws[k])
         write, read = write + w_, read + r_
     xbar = trace_crossbar_energy(mapping, cfg, params, tables[0], read_flag, chains,
-                                 blocks) if pulse else 0.0
+                                 blocks, row_laws) if pulse else 0.0
     return {"crossbar_J": xbar, "write_J": write, "read_J": read}
