@@ -9,7 +9,7 @@ Timing rule: both engines are timed as the engine call on a prepared circuit
 (`cimspice.build` first, not timed; the ngspice deck text is generated before the clock
 starts, as the twin needs none). ngspice = `engines.ngspice.NgspiceEngine.run` (subprocess,
 raw file read back); twin = `engines.twin.TwinEngine.run`, "cold" = the first call after its
-caches (1T1R level tables) are cleared, "warm" = the median of 5 further calls (what every
+caches (1T1R level and row-power tables) are cleared, "warm" = the median of 5 further calls (what every
 sample but the first of a dataset run costs: the hardware is the same). Then the twin alone on
 a 700-channel, 0.8 s, 6000-spike audio stream (r_wire = 0; ngspice would take ~70 min there),
 time and peak memory growth for 1x and 4x the stream.
@@ -27,7 +27,7 @@ import numpy as np
 import cimspice
 from cimspice.config import Config
 from cimspice.datasets import audio_stream, make_dataset
-from cimspice.engines import twin_crossbar
+from cimspice.engines import twin_crossbar, twin_energy
 from cimspice.engines.registry import get_engine
 from cimspice.pipeline import nrmse
 
@@ -61,6 +61,7 @@ def one(prep) -> dict:
     a = ng.run(prep)
     t_ng = time.perf_counter() - t0
     twin_crossbar._TABLE_CACHE.clear()
+    twin_energy._POWER_CACHE.clear()
     t0 = time.perf_counter()
     b = tw.run(prep)
     cold = time.perf_counter() - t0
@@ -82,6 +83,7 @@ def big_stream(scale: int) -> dict:
     tw = get_engine("twin")
     tw.run(prep)                                   # warm the tables of this hardware
     twin_crossbar._TABLE_CACHE.clear()
+    twin_energy._POWER_CACHE.clear()
     tracemalloc.start()
     t0 = time.perf_counter()
     tw.run(prep)

@@ -380,6 +380,11 @@ def _scan(A, beta, w0, want, C=None):
         if n == 1:
             w = np.exp(-A[:, start]) * w + beta[:, start]
             got[:, lo:hi] = w[:, None]
+        elif sel.size == n:                                    # every segment end wanted
+            rel = C[:, start:start + n] - base[:, None]
+            er = np.exp(rel)
+            got[:, lo:hi] = (w[:, None] + np.cumsum(beta[:, start:start + n] * er, axis=1)) / er
+            w = got[:, hi - 1].copy()
         else:
             rel = C[:, start:start + n] - base[:, None]
             terms = beta[:, start:start + n] * np.exp(rel)
