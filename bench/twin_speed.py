@@ -4,6 +4,7 @@ engine call, the ratio, and the state NRMSE between them, per combination.
 
     python bench/twin_speed.py                 # every combination, dvs-bars samples 0..3
     python bench/twin_speed.py --samples 2 --configs default sinh
+    python bench/twin_speed.py --no-energy --no-stream    # both engines without energy accounting
 
 Timing rule: both engines are timed as the engine call on a prepared circuit
 (`cimspice.build` first, not timed; the ngspice deck text is generated before the clock
@@ -97,12 +98,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=4, help="dvs-bars samples 0..n-1")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    ap.add_argument("--no-energy", action="store_true",
+                    help="[energy] accounting = false on both engines (the default accounts energy)")
+    ap.add_argument("--no-stream", action="store_true", help="skip the 700-channel stream")
     a = ap.parse_args()
     ds = make_dataset("dvs-bars", max(a.samples, 1), 0)
     print(f"{'combination':15s} {'n':>2s} {'ngspice s':>9s} {'twin cold ms':>12s} {'twin warm ms':>12s} "
           f"{'ratio cold':>10s} {'ratio warm':>10s} {'NRMSE mean':>10s} {'NRMSE max':>9s}")
     for name in a.configs:
         cfg = Config().replace(**CONFIGS[name])
+        if a.no_energy:
+            cfg = cfg.replace(energy={"accounting": False})
         rows = [one(cimspice.build(ds.sample(i), cfg)) for i in range(a.samples)]
         ng = np.mean([r["ngspice"] for r in rows])
         cold = np.mean([r["cold"] for r in rows])
@@ -110,6 +116,8 @@ def main() -> None:
         e = [r["nrmse"] for r in rows]
         print(f"{name:15s} {len(rows):>2d} {ng:>9.2f} {cold * 1e3:>12.2f} {warm * 1e3:>12.2f} "
               f"{ng / cold:>10.0f} {ng / warm:>10.0f} {np.mean(e):>10.2e} {max(e):>9.2e}", flush=True)
+    if a.no_stream:
+        return
     one_x, four_x = big_stream(1), big_stream(4)
     print(f"\ntwin, 700 channels x 0.8 s, 6000 spikes ({one_x['pulses']} pulses): "
           f"{one_x['time']:.2f} s, peak {one_x['peak_mb']:.1f} MB; 4x the stream "
