@@ -375,6 +375,9 @@ class Cluster:
         :meth:`map_unordered`), local workers SIGKILLed at once (their reapers kill their
         simulators; no sample file is open in a worker), then closed. An existing cluster
         finishes the tasks it is running; nobody collects their results."""
+        # the cluster's connections time out while it is torn down; asyncio would print each
+        # such future's "exception was never retrieved" at exit, after the one-line message
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         pids = self.worker_pids()
         if self._local is not None:
             for nanny in list(self._local.workers.values()):
