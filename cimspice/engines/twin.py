@@ -21,28 +21,27 @@ per state seeing +V_n and -V_n), without a circuit simulator:
   blocked log-domain prefix scan (no per-segment Python loop), in chunks of segments so that the
   memory does not grow with the stream length.
 
-Public API: :func:`run_twin`, :func:`check_supported`.
+Public API: :func:`run_twin`, :func:`check_supported` (from :mod:`.twin_support`); the state
+twin's read segments are :class:`.twin_trace.StateReadMaps`.
 """
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 
 import numpy as np
 
 from .. import __version__
 from ..config import Config
-from ..errors import ConfigError, InputError
-from ..hardware.devices import DEVICE_DIR_ENV, sinh_read
+from ..errors import InputError
+from ..hardware.devices import sinh_read
 from ..hardware.mapping import CircuitMapping, vmem_params
-from ..hardware.presets import write_law
 from ..hardware.variation import driver_offsets, interval_factors, state_devices
 from ..schedule import PulseSchedule
 from .base import EngineRun
 from .twin_crossbar import Crossbar
 from .twin_energy import StateEnergy, state_crossbar_energy
-from .twin_trace import unique_edge_maps, const_map, run_twin_trace
+from .twin_support import check_supported
+from .twin_trace import StateReadMaps, run_twin_trace
 
 
 __all__ = ["run_twin", "check_supported"]
@@ -53,124 +52,6 @@ _RAMP_Q = 4
 _ARRAY_BYTES = 120_000   # target size of the largest temporaries: numpy arrays above glibc's
                         # 128 kB mmap threshold page-fault on every allocation (~4x slower)
 _BLOCK_DECAY = 600.0     # max decay exponent inside one scan block (exp overflow guard)
-
-
-# =================================================================================================
-# support check
-# =================================================================================================
-
-# Every configuration key the twin knows, by section. Keys of the first group change the deck
-# only through the mapping / schedule the twin receives (or not at all for w); keys of the second
-# group are implemented by the twin. A key not listed here (a newer cimspice) must keep its default.
-_KNOWN_KEYS = {
-    "events": {"pool", "channel_pool", "split_polarity", "refractory_us", "time_scale", "t_p", "t_rise",
-               "min_gap", "merge", "t_end_us"},
-    "ssm": {"n_states", "taus", "init", "seed", "n_samples", "method"},
-    "device": {"preset", "mode", "window", "w_rest", "g_on", "g_off", "k", "vs", "lam", "eta", "vth",
-               "read_nl", "v_write", "dw_pulse", "odd_write"},
-    "circuit": {"g_min", "g_max", "levels", "v_in", "access", "v_gate", "compensate_access",
-                "r_wire", "rram_read_nl", "w_max", "v_clamp", "n_calibration", "topology",
-                "tile_rows"},
-    "read": {"mode", "v_read", "t_read", "guard", "sense_gain", "baseline"},
-    "sim": {"reltol", "abstol", "vntol", "method", "maxstep_per_tau", "timeout",
-            "save_currents"},
-    "energy": {"accounting", "adc_per_read_J"},
-    "variation": {"tau_sigma", "write_sigma", "write_noise", "g_sigma", "driver_offset",
-                  "read_noise", "adc_bits", "seed", "recalibrate"},
-}
-# Largest [sim] reltol at which ngspice's own time-step error stays below 0.5 % state NRMSE
-# (twin as reference; ngspice converges to the twin as reltol -> 0: 8e-5 at reltol 1e-7).
-# Measured on dvs-bars samples 0-7, worst sample: linear write 3.4e-4 at reltol 1e-4 and at
-# 1e-2; sinh write 3.7e-4 at 1e-4; sinh write + window 5.3e-3 at 1e-4 (sample 7), 2.8e-3 at
-# 3e-5, 1.5e-3 at 1e-5 (sample 0: 3.0e-3 at 1e-4, 1.2e-2 at 1e-3, 2.2e-2 at 1e-2).
-_RELTOL_MAX = {("linear", False): 1e-2, ("linear", True): 1e-2,
-               ("sinh", False): 1e-4, ("sinh", True): 1e-5}
-_VNTOL_MAX = 1e-6
-_R_WIRE_MAX = 100.0      # ohm; fixed point of the non-linear wired solve converges (16x16 array
-                         # all rows at 0.2 V: 5 ohm 2 ms, 100 ohm 8 ms; 200 ohm diverges)
-_ABSTOL_MAX = 1e-9
-
-
-def _default_of(f):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()                     # type: ignore[misc]
-    return dataclasses.MISSING
-
-
-_SUPPORTED: set = set()                     # configurations already checked (hashable ones)
-
-
-def check_supported(cfg: Config) -> None:
-    """Raise ConfigError (one line naming the key and the fix) for any option the twin cannot
-    reproduce within 0.5 % state NRMSE of ngspice; return None when the configuration is
-    supported. Unknown keys (newer cimspice) are refused unless they keep their default."""
-    if os.environ.get(DEVICE_DIR_ENV):
-        raise ConfigError(f"twin: ${DEVICE_DIR_ENV} overrides the device model files; the twin "
-                          f"implements the shipped vmem.lib / cell_1t1r.lib only; fix: unset "
-                          f"{DEVICE_DIR_ENV} or simulate with ngspice")
-    try:
-        if cfg in _SUPPORTED:
-            return
-    except TypeError:                                   # unhashable: check every time
-        _check_config_keys(cfg)
-        return
-    _check_config_keys(cfg)
-    if len(_SUPPORTED) > 256:
-        _SUPPORTED.clear()
-    _SUPPORTED.add(cfg)
-
-
-def _check_config_keys(cfg: Config) -> None:
-    for section in dataclasses.fields(cfg):
-        sec = getattr(cfg, section.name)
-        if not dataclasses.is_dataclass(sec):
-            continue
-        known = _KNOWN_KEYS.get(section.name, set())
-        for f in dataclasses.fields(sec):
-            if f.name in known:
-                continue
-            value, default = getattr(sec, f.name), _default_of(f)
-            if value != default:
-                raise ConfigError(f"twin: [{section.name}] {f.name} = {value!r}: not modelled by "
-                                  f"the circuit twin; fix: keep the default {default!r} or "
-                                  f"simulate with ngspice")
-    c, s = cfg.circuit, cfg.sim
-    d = write_law(cfg.device, cfg.events.t_p)     # the resolved law (mode, window) of the preset
-    topo = c.topology
-    if topo not in ("state", "trace"):
-        raise ConfigError(f"twin: [circuit] topology = {topo!r}: unknown topology; fix: use "
-                          f"'state' or 'trace'")
-    if topo == "state" and d.odd:
-        raise ConfigError("twin: [device] odd_write = true: the state twin's device pairs do not "
-                          "model the odd write branch; fix: remove odd_write or simulate with ngspice")
-    if d.mode not in ("linear", "sinh"):
-        raise ConfigError(f"twin: [device] mode = {d.mode!r}: unknown write mode; fix: use "
-                          f"'linear' or 'sinh'")
-    if c.access not in ("nmos", "none"):
-        raise ConfigError(f"twin: [circuit] access = {c.access!r}: unknown access device; fix: "
-                          f"use 'nmos' or 'none'")
-    # trace: fixed write levels; ngspice's step error measured <= 2.2e-4 state NRMSE at reltol
-    # 1e-4 .. 1e-2 (dvs-bars samples 0 and 7, wox with window and ideal presets)
-    lim = 1e-2 if topo == "trace" else _RELTOL_MAX[(d.mode, bool(d.window))]
-    if s.reltol > lim:
-        what = f"{d.mode} write" + (" + window" if d.window else "")
-        raise ConfigError(f"twin: [sim] reltol = {s.reltol:g}: with the {what} ngspice's own "
-                          f"time-step error exceeds 0.5 % (the twin is exact), so the twin "
-                          f"cannot match ngspice; fix: set reltol <= {lim:g}")
-    if s.vntol > _VNTOL_MAX:
-        raise ConfigError(f"twin: [sim] vntol = {s.vntol:g}: ngspice's state-node tolerance is too "
-                          f"loose to be matched within 0.5 %; fix: set vntol <= {_VNTOL_MAX:g}")
-    if s.abstol > _ABSTOL_MAX:
-        raise ConfigError(f"twin: [sim] abstol = {s.abstol:g}: ngspice's current tolerance is too "
-                          f"loose to be matched within 0.5 %; fix: set abstol <= {_ABSTOL_MAX:g}")
-    if c.r_wire > _R_WIRE_MAX and (c.access != "none" or c.rram_read_nl > 0):
-        raise ConfigError(f"twin: [circuit] r_wire = {c.r_wire:g} ohm: the twin's wired-crossbar "
-                          f"solve (non-linear cells) is validated up to {_R_WIRE_MAX:g} ohm; fix: "
-                          f"set r_wire <= {_R_WIRE_MAX:g} or access = 'none' with "
-                          f"rram_read_nl = 0, or simulate with ngspice")
-
 
 
 # =================================================================================================
@@ -462,7 +343,7 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     if reading:
         r_lev = np.interp(T, r_pts[:, 0], r_pts[:, 1], left=0.0, right=0.0)   # exact on corners
         in_read = (r_lev[:-1] > 0) | (r_lev[1:] > 0)
-        read_maps = _ReadMaps(dev)
+        read_maps = StateReadMaps(dev)
     # energy accounting (engines.twin_energy): the device energies from the same pieces
     acc = StateEnergy(dev, read_maps if reading else None, rule) if cfg.energy.accounting else None
     # write noise: the factor of the write interval holding each segment (1 outside them,
@@ -632,37 +513,6 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                 g(res["w_minus"]) * sinh_read(at - idle, d.read_nl)
             res["sensed"] = i_pm / ((d.g_on - d.g_off) * sinh_read(rd.v_read, d.read_nl))
     return res
-
-
-class _ReadMaps:
-    """Affine maps (A, beta) (2N, S) of read segments: each device sees the read drive r(t)
-    (linear from r0 to r1 over dt) on top of its driver's idle output (0, or the chip's driver
-    offset), with its own tau and write rate."""
-
-    def __init__(self, dev: _Devices):
-        N = dev.r_tia.size
-        self.p = dev.p
-        idle = dev.drive(np.zeros(N))                # the driver output between writes
-        self.v0 = np.concatenate([idle, -idle])[:, None]
-        self.inv_tau = dev.inv_tau[:, None]
-        self.rate = None if dev.rate is None else dev.rate[:, None]
-
-    def __call__(self, r0, r1, dt):
-        D, S = self.v0.shape[0], dt.size
-        alpha, beta = np.empty((D, S)), np.empty((D, S))
-        flat = r0 == r1
-        it, rt = self.inv_tau, self.rate
-        alpha[:, flat], beta[:, flat] = const_map(self.p, self.v0 + r0[flat], dt[flat], it, rt)
-        e = ~flat
-        if e.any():
-            shape = (D, int(e.sum()))
-            a_, b_ = unique_edge_maps(
-                self.p, np.broadcast_to(self.v0 + r0[e], shape).ravel(),
-                np.broadcast_to(self.v0 + r1[e], shape).ravel(),
-                np.broadcast_to(dt[e], shape).ravel(), np.broadcast_to(it, shape).ravel(),
-                None if rt is None else np.broadcast_to(rt, shape).ravel())
-            alpha[:, e], beta[:, e] = a_.reshape(shape), b_.reshape(shape)
-        return -np.log(alpha), beta
 
 
 class TwinEngine:

@@ -157,7 +157,7 @@ class StateEnergy:
         self.dev = dev
         p = dev.p
         self.g_off, self.dg, self.rnl = p.g_off, p.g_on - p.g_off, p.read_nl
-        self.read_maps = read_maps     # engines.twin._ReadMaps: each device's law and idle drive
+        self.read_maps = read_maps     # engines.twin_trace.StateReadMaps: each device's law and idle drive
         x, _, _, _, S, _, wS = rule
         self.x, self.wS, self.S = x, wS, S
         self.write = 0.0

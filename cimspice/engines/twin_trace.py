@@ -159,6 +159,38 @@ def piece_map(p: VMemParams, kind: int, level: float, T: float, frac: float = 1.
     return float(alpha), float(beta)
 
 
+class StateReadMaps:
+    """The `state` twin's read segments (engines.twin, ``dev``: its _Devices): affine maps
+    (A, beta) (2N, S) of read segments: each device sees the read drive r(t)
+    (linear from r0 to r1 over dt) on top of its driver's idle output (0, or the chip's driver
+    offset), with its own tau and write rate."""
+
+    def __init__(self, dev):
+        N = dev.r_tia.size
+        self.p = dev.p
+        idle = dev.drive(np.zeros(N))                # the driver output between writes
+        self.v0 = np.concatenate([idle, -idle])[:, None]
+        self.inv_tau = dev.inv_tau[:, None]
+        self.rate = None if dev.rate is None else dev.rate[:, None]
+
+    def __call__(self, r0, r1, dt):
+        D, S = self.v0.shape[0], dt.size
+        alpha, beta = np.empty((D, S)), np.empty((D, S))
+        flat = r0 == r1
+        it, rt = self.inv_tau, self.rate
+        alpha[:, flat], beta[:, flat] = const_map(self.p, self.v0 + r0[flat], dt[flat], it, rt)
+        e = ~flat
+        if e.any():
+            shape = (D, int(e.sum()))
+            a_, b_ = unique_edge_maps(
+                self.p, np.broadcast_to(self.v0 + r0[e], shape).ravel(),
+                np.broadcast_to(self.v0 + r1[e], shape).ravel(),
+                np.broadcast_to(dt[e], shape).ravel(), np.broadcast_to(it, shape).ravel(),
+                None if rt is None else np.broadcast_to(rt, shape).ravel())
+            alpha[:, e], beta[:, e] = a_.reshape(shape), b_.reshape(shape)
+        return -np.log(alpha), beta
+
+
 # ------------------------------------------------------------------------------ waveforms
 
 def row_pieces(t_on, width, level, t_rise: float, tstop: float):
