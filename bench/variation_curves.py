@@ -38,7 +38,7 @@ KEYS = {   # key: (config, spreads incl. the nominal 0, axis label)
     "write_noise": (TRACE_WOX, [0, 0.2, 0.5, 1.0], "relative sigma of dw per pulse"),
     "g_sigma": (TRACE_WOX, [0, 0.1, 0.3, 0.6], "relative sigma of G"),
     "read_noise": (TRACE_WOX, [0, 0.03, 0.1, 0.3], "sigma / full scale"),
-    "adc_bits": (TRACE_WOX, [0, 6, 4, 3, 2], "ADC bits (0 = none)"),
+    "adc_bits": (TRACE_WOX, [0, 6, 4, 3, 2], "ADC bits"),
     "driver_offset": (STATE, [0, 0.001, 0.003, 0.01], "sigma of the offset, V (state)"),
 }
 DATASETS = ("dvs-bars", "dvs-digits", "audio-chirps")
