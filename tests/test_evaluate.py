@@ -197,6 +197,15 @@ def _simulators(workers: list[int]) -> list[int]:
     return [k for w in workers for k in children_of(w) if b"ngspice" in cmdline(k)]
 
 
+def _busy_worker(parent: int):
+    """(worker pid, its ngspice pid) of a Dask worker under ``parent`` running ngspice, or None."""
+    for w in worker_pids(parent):
+        sims = _simulators([w])
+        if sims:
+            return w, sims[0]
+    return None
+
+
 def test_sigkill_mid_run_then_rerun_gives_the_same_report(tiny, run_a, tmp_path, dask_scheduler):
     out = tmp_path / "killed"
     args = cli_argv("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], "--jobs", 1,
@@ -262,14 +271,8 @@ def test_worker_sigkilled_mid_run_is_replaced_and_changes_nothing(tiny, run_a, t
                     "--circuit-train", "--no-plots", "-o", out)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLI_ENV)
 
-    def busy_worker():
-        if not list((out / "samples").glob("*.h5")):
-            return None
-        for w in worker_pids(proc.pid):
-            sims = _simulators([w])
-            if sims:
-                return w, sims[0]
-        return None
+    def busy_worker():   # once a first sample is written
+        return _busy_worker(proc.pid) if list((out / "samples").glob("*.h5")) else None
 
     victim, sim = wait_for(busy_worker, 120, "no worker ran ngspice", proc)
     os.kill(victim, signal.SIGKILL)
@@ -296,14 +299,8 @@ def test_task_that_kills_its_worker_is_recorded_then_retried(tiny, run_a, dask_s
                     "--scheduler", dask_scheduler["address"], "--circuit-train", "--no-plots", "-o", out)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLI_ENV)
 
-    def busy_worker():
-        for w in worker_pids(dask_scheduler["nanny_pid"]):
-            sims = _simulators([w])
-            if sims:
-                return w, sims[0]
-        return None
-
-    victim, sim = wait_for(busy_worker, 120, "no remote worker ran ngspice", proc)
+    victim, sim = wait_for(lambda: _busy_worker(dask_scheduler["nanny_pid"]), 120,
+                           "no remote worker ran ngspice", proc)
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: not alive(sim), 5, "the killed worker's ngspice survived it")
     out_text, err = proc.communicate(timeout=300)

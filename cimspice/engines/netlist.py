@@ -19,7 +19,7 @@ from ..config import Config
 from ..errors import InputError
 from ..hardware.cells import NMOSParams
 from ..hardware.devices import device_dir, device_lib_text
-from ..hardware.mapping import CircuitMapping, vmem_params
+from ..hardware.mapping import CircuitMapping
 from ..hardware.state import crossbar_elements, row_node
 from ..hardware.trace import read_scale
 from ..hardware.variation import driver_offsets, interval_factors, state_devices
@@ -141,7 +141,7 @@ def write_noise_lines(schedule: PulseSchedule, draws, n_states: int) -> list[str
     """One PWL source per state, ``Vwn<n>``: the write-noise factor of pair n, constant over each
     write interval (hardware.variation.write_intervals); its corners are the intervals' own
     ends, where every row is at 0 V, so it adds no time point where the drive is not 0."""
-    got = interval_factors(schedule, draws, n_states)
+    got = interval_factors(schedule, draws)
     if got is None:
         return []
     start, end, fac = got

@@ -12,9 +12,9 @@ import numpy as np
 
 from ..config import Config
 from ..errors import InputError
-from ..hardware.mapping import CircuitMapping, vmem_params
+from ..hardware.mapping import CircuitMapping
 from ..hardware.trace import group_taus
-from ..hardware.variation import pulse_levels, trace_devices
+from ..hardware.variation import trace_devices, trace_write_levels
 from ..schedule import PulseSchedule
 from ..text import comment, spice_number
 from .energy_netlist import trace_energy_lines
@@ -45,16 +45,6 @@ def trace_row_points(schedule: PulseSchedule, row: int, v_write, v_read: float):
             continue
         out.append((t, v))
     return out
-
-
-def noisy_levels(mapping: CircuitMapping, cfg: Config, taus, draws):
-    """(P, K) write-pulse levels of each group's devices under write noise (V), or None: the
-    level whose write rate is the drawn factor times the nominal (variation.pulse_levels)."""
-    if draws is None or draws.write.size == 0:
-        return None
-    laws = [vmem_params(cfg, float(t)) for t in taus]
-    return np.stack([pulse_levels(p, cfg.device.v_write, draws.write[:, k])
-                     for k, p in enumerate(laws)], axis=1)
 
 
 def row_sources(n_rows: int, n_groups: int, per_device: bool) -> list[tuple[str, str]]:
@@ -122,7 +112,7 @@ def build_trace_deck(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Conf
         out.append("*   crossbar are left out and B is applied in NumPy")
     out += model_and_config_lines(mapping, cfg, inline_models)
 
-    levels = noisy_levels(mapping, cfg, taus, draws)       # (P, K) write levels, or None
+    levels = trace_write_levels(cfg, taus, draws)          # (P, K) write levels, or None
     sources = row_sources(n_in, K, levels is not None)      # [(source, node)] per device (r, k)
     if levels is None:
         out.append("* ---- device rows: one PWL source per input row (write pulses + read pulses) ----")

@@ -35,7 +35,7 @@ from ..config import Config
 from ..errors import InputError
 from ..hardware.devices import sinh_read
 from ..hardware.mapping import CircuitMapping, vmem_params
-from ..hardware.variation import driver_offsets, interval_factors, state_devices
+from ..hardware.variation import driver_offsets, interval_factors
 from ..schedule import PulseSchedule
 from .base import EngineRun
 from .twin_crossbar import Crossbar
@@ -115,7 +115,6 @@ class _Devices:
     def __init__(self, mapping: CircuitMapping, cfg: Config):
         tau = np.asarray(mapping.tau, float)
         self.p = _vmem(cfg.device, cfg, float(tau[0]))   # f(V) depends on [device] keys only
-        self._laws = (mapping, cfg)
         chip = mapping.chip
         tau2 = np.concatenate([tau, tau])
         self.inv_tau = 1.0 / (tau2 if chip is None else tau2 * np.asarray(chip.tau, float))   # (2N,)
@@ -128,13 +127,6 @@ class _Devices:
         self.r_tia = np.asarray(mapping.r_tia, float)
         self.offset = driver_offsets(mapping)
         self.v_clamp = float(cfg.circuit.v_clamp)
-
-    @property
-    def laws(self) -> list:
-        """The 2N device laws (hardware.variation.state_devices), made on first use."""
-        if isinstance(self._laws, tuple):
-            self._laws = state_devices(*self._laws)
-        return self._laws
 
     def drive(self, I, m=None):
         """Driver voltage V_n (N, ...) from the column-pair current I_n (N, ...); ``m``: the
@@ -348,7 +340,7 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     acc = StateEnergy(dev, read_maps if reading else None, rule) if cfg.energy.accounting else None
     # write noise: the factor of the write interval holding each segment (1 outside them,
     # where every row is at 0 V), as the deck's Vwn<n> sources
-    noise = interval_factors(schedule, draws, N)
+    noise = interval_factors(schedule, draws)
     if noise is not None:
         mid = (T[:-1] + T[1:]) / 2
         b_ = np.searchsorted(noise[0], mid, side="right") - 1

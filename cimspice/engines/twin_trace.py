@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..hardware.devices import VMemParams, f_depress, f_write, sinh_read
 from ..hardware.mapping import CircuitMapping, vmem_params
 from ..hardware.trace import trace_sensed_from_w
-from ..hardware.variation import pulse_levels
+from ..hardware.variation import trace_write_levels
 from ..schedule import PulseSchedule
 from .twin_crossbar import Crossbar
 from .twin_energy import trace_crossbar_energy, trace_device_energy
@@ -105,12 +105,6 @@ def edge_maps(p: VMemParams, v0, v1, T, inv_tau=None, rate=None):
     return alpha, beta
 
 
-def edge_map(p: VMemParams, v0: float, v1: float, T: float) -> tuple[float, float]:
-    """(alpha, beta) of one linear drive from ``v0`` to ``v1`` over ``T`` s (:func:`edge_maps`)."""
-    alpha, beta = edge_maps(p, v0, v1, T)
-    return float(alpha), float(beta)
-
-
 def piece_maps(p: VMemParams, kind, level, T, frac=1.0, inv_tau=None, rate=None):
     """(alpha, beta) of the first ``frac`` of pieces of ``kind`` (arrays broadcast; ``T`` is the
     part's duration)."""
@@ -151,12 +145,6 @@ def unique_edge_maps(p, v0, v1, T, it, rt):
                             keys[:, 3] if it is not None else None,
                             keys[:, 3 + (it is not None)] if rt is not None else None)
     return alpha[inv], beta[inv]
-
-
-def piece_map(p: VMemParams, kind: int, level: float, T: float, frac: float = 1.0):
-    """(alpha, beta) of the first ``frac`` of one piece (``T`` is the part's duration)."""
-    alpha, beta = piece_maps(p, kind, level, T, frac)
-    return float(alpha), float(beta)
 
 
 class StateReadMaps:
@@ -295,10 +283,10 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     tstop = float(schedule.duration)
     r_on, r_w = schedule.read_corners()
     params = [vmem_params(cfg, float(t)) for t in taus]
-    noisy = draws is not None and draws.write.size > 0
-    # (P, K) write level of every pulse on each group's devices (variation.pulse_levels)
-    levels = (np.stack([pulse_levels(p, d.v_write, draws.write[:, k]) for k, p in enumerate(params)],
-                       axis=1) if noisy else np.full((schedule.n_pulses, K), d.v_write))
+    levels = trace_write_levels(cfg, taus, draws)        # (P, K), as the deck's sources
+    noisy = levels is not None
+    if not noisy:
+        levels = np.full((schedule.n_pulses, K), d.v_write)
     order = np.argsort(schedule.row, kind="stable")            # by row, in time within a row
     bounds = np.searchsorted(schedule.row[order], np.arange(R + 1))
     tables, flags = [], []
@@ -318,7 +306,7 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     w_trace, w_ref = np.empty((st.size, R, K)), np.empty((st.size, K))
     v_rows = None
     chip = mapping.chip
-    varied = chip is not None and bool(np.any(chip.tau != 1) or np.any(chip.rate != 1))
+    varied = chip is not None and chip.device_spread
     chains: list | None = [] if cfg.energy.accounting else None
     row_laws = [] if varied else None             # per group: each row's device's (1/tau, rate)
     for k in range(K):

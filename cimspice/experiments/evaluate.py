@@ -87,16 +87,20 @@ def evaluate(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | 
     run directory is touched, CimspiceError when a sample fails under ``strict``,
     :class:`Interrupted` on Ctrl-C.
     """
-    if isinstance(dataset, Options):
+    return _evaluate(options_of(Options, "evaluate", dataset, run_dir, options))
+
+
+def options_of(cls, command: str, dataset, run_dir, options: dict):
+    """The options of ``command(opts)`` (an instance of ``cls``, returned as is) or of
+    ``command(dataset, run_dir, **options)`` (the other fields of ``cls``)."""
+    if isinstance(dataset, cls):
         if run_dir is not None or options:
-            raise TypeError("evaluate(opts): give either an Options or dataset, run_dir and "
-                            "options, not both")
-        opts = dataset
-    else:
-        if run_dir is None:
-            raise TypeError("evaluate(dataset, run_dir, ...): run_dir is required")
-        opts = Options(dataset=os.fspath(dataset), run_dir=Path(run_dir), **options)
-    return _evaluate(opts)
+            raise TypeError(f"{command}(opts): give either an Options or dataset, run_dir and "
+                            f"options, not both")
+        return dataset
+    if run_dir is None:
+        raise TypeError(f"{command}(dataset, run_dir, ...): run_dir is required")
+    return cls(dataset=os.fspath(dataset), run_dir=Path(run_dir), **options)
 
 
 def check_options(opts) -> Path:

@@ -44,7 +44,7 @@ from ..io.files import file_digest
 from ..pipeline import calibration_schedules, make_model
 from ..schedule import n_input_rows
 from . import rundir
-from .evaluate import BATCH_S, Interrupted, check_options
+from .evaluate import BATCH_S, Interrupted, check_options, options_of
 from .report import compute_report, versions
 from .sweep_grid import instance_config, parse_axes, point_configs, value_text
 from .sweep_report import SWEEP_FORMAT, point_stats, unit_row, write_sweep_report
@@ -103,15 +103,7 @@ def sweep(dataset: str | os.PathLike | Options, run_dir: str | os.PathLike | Non
     unreachable scheduler) before the run directory is touched, :class:`~.evaluate.Interrupted`
     on Ctrl-C.
     """
-    if isinstance(dataset, Options):
-        if run_dir is not None or options:
-            raise TypeError("sweep(opts): give either an Options or dataset, run_dir and options, "
-                            "not both")
-        opts = dataset
-    else:
-        if run_dir is None:
-            raise TypeError("sweep(dataset, run_dir, ...): run_dir is required")
-        opts = Options(dataset=os.fspath(dataset), run_dir=Path(run_dir), **options)
+    opts = options_of(Options, "sweep", dataset, run_dir, options)
     t_start = time.perf_counter()
     run_dir = check_options(opts)
     if opts.seeds < 1:

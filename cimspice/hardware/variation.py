@@ -84,6 +84,11 @@ class Chip:
     g_plus: np.ndarray    # (C_in, N) factor on each + cell's target conductance (before clipping)
     g_minus: np.ndarray   # (C_in, N)
 
+    @property
+    def device_spread(self) -> bool:
+        """Whether any device's tau or write rate differs from nominal."""
+        return bool(np.any(self.tau != 1) or np.any(self.rate != 1))
+
     def arrays(self) -> dict:
         """The draws by name (the result file's /variation/chip)."""
         return {"tau_factor": self.tau, "rate_factor": self.rate, "driver_offset": self.offset,
@@ -245,7 +250,19 @@ def pulse_levels(p: VMemParams, v_write: float, factors: np.ndarray) -> np.ndarr
     return (lo + hi) / 2
 
 
-def interval_factors(schedule, draws: SampleDraws | None, n_states: int):
+def trace_write_levels(cfg: Config, taus, draws: SampleDraws | None) -> np.ndarray | None:
+    """(P, K) write-pulse level (V) of every pulse on each decay group's devices under write
+    noise (:func:`pulse_levels` with the group's nominal law: a device's rate factor scales f
+    and leaves the level unchanged), or None when there is none. The deck and the twin both
+    take their levels from here."""
+    if draws is None or draws.write.size == 0:
+        return None
+    laws = [vmem_params(cfg, float(t)) for t in taus]
+    return np.stack([pulse_levels(p, cfg.device.v_write, draws.write[:, k])
+                     for k, p in enumerate(laws)], axis=1)
+
+
+def interval_factors(schedule, draws: SampleDraws | None):
     """(start (B,), end (B,), factors (B, N)) of the `state` write noise (None when off)."""
     if draws is None or draws.write.size == 0:
         return None
