@@ -5,8 +5,8 @@ For each dataset and circuit configuration: software accuracy (dirac SSM on the 
 ideal accuracy (pulse SSM on the schedule), circuit accuracy with the readout trained on ideal
 states (transfer) and retrained on circuit states, the gaps between them with paired 95 %
 confidence intervals (the same test samples under both protocols: d_i = correct_a - correct_b,
-mean +- 1.96 sd / sqrt(n)), and the state NRMSE. Runs `cimspice evaluate` (the same code path as
-a user's run) with --circuit-train on the chosen engine.
+mean +- 1.96 sd / sqrt(n)), and the state NRMSE. Runs `cimspice.evaluate` (what the `cimspice
+evaluate` command runs) with circuit_train on the chosen engine, every run in this process.
 
 Configurations:
   ideal-parts  linear write, no window, transistors deep in triode (V_g = 5 V), no wire
@@ -29,13 +29,14 @@ Configurations:
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import cimspice
+from cimspice.experiments.evaluate import Options
 
 CONFIGS = {
     "ideal-parts": "[circuit]\nv_gate = 5.0\nr_wire = 0.0\n[device]\nmode = 'linear'\nwindow = false\n"
@@ -64,6 +65,7 @@ def main() -> None:
                     help="with --keep: resume the kept run directories (finished samples are not "
                          "simulated again) instead of starting them afresh")
     a = ap.parse_args()
+    t_all = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = a.keep or Path(tmp)
@@ -73,15 +75,12 @@ def main() -> None:
                 cfg = base / f"{name}.toml"
                 cfg.write_text(CONFIGS[name])
                 run = base / f"{ds}-{name}"
-                cmd = [sys.executable, "-m", "cimspice.cli", "evaluate", "--dataset", ds, "--n", str(a.n),
-                       "--seed", str(a.seed), "--circuit-train", "--no-plots", "-c", str(cfg), "-o", str(run),
-                       "--engine", a.engine] + ([] if a.resume and a.keep else ["--force"])
-                if a.jobs:
-                    cmd += ["--jobs", str(a.jobs)]
                 t0 = time.perf_counter()
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                rep = cimspice.evaluate(Options(
+                    dataset=ds, run_dir=run, n=a.n, seed=a.seed, circuit_train=True, plots=False,
+                    config=str(cfg), engine=a.engine, jobs=a.jobs, progress=False,
+                    force=not (a.resume and a.keep)))
                 wall = time.perf_counter() - t0
-                rep = json.loads((run / "report.json").read_text())
                 rows.append((ds, name, rep, wall))
                 print(f"done {ds} {name} in {wall:.0f} s", file=sys.stderr, flush=True)
 
@@ -101,7 +100,8 @@ def main() -> None:
                                                   ("ideal", "retrained"))]
         n = rep["accuracy"]["ideal"]["n_test"]
         print(f"{ds:13s} {name:12s} {n:>6d} " + " ".join(f"{g:>16s}" for g in gaps))
-    print(f"\n(n = {a.n} samples per dataset, seed {a.seed}, engine {a.engine}; accuracies in %)")
+    print(f"\n(n = {a.n} samples per dataset, seed {a.seed}, engine {a.engine}; accuracies in %; "
+          f"{time.perf_counter() - t_all:.1f} s in all)")
 
 
 def paired_gap(rep: dict, a: str, b: str) -> str:

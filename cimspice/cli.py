@@ -257,7 +257,8 @@ _run_options = [
     click.option("--n-train", type=int, default=None, help="First N training samples (default: all)."),
     click.option("--n-test", type=int, default=None, help="First N test samples (default: all)."),
     click.option("--jobs", "-j", type=int, default=None,
-                 help="Local Dask worker processes, one thread each (default: number of cores)."),
+                 help="Local Dask worker processes, one thread each (default: number of cores; the "
+                      "twin runs in this process with 1, and by default while the run is short)."),
     click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
                  help="Run the engine on an existing Dask cluster (`dask scheduler` + `dask worker`) "
                       "instead of local workers; the run directory is written by this process."),

@@ -26,6 +26,7 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.preprocessing import StandardScaler
 
 from cimspice import datasets
+from cimspice.experiments import evaluate as evaluate_module
 from cimspice.experiments.evaluate import Options, evaluate
 from cimspice.experiments.plots import ideal_on_grid, trajectory_data
 from cimspice.experiments.report import PROTOCOLS
@@ -321,11 +322,13 @@ def test_task_that_kills_its_worker_is_recorded_then_retried(tiny, run_a, dask_s
     assert a.keys() == b.keys() and all(np.array_equal(a[k][0], b[k][0]) for k in a)
 
 
-def test_twin_results_do_not_depend_on_where_they_run(tiny, dask_scheduler, tmp_path):
-    """--engine twin with --jobs 1, --jobs 2 and on a cluster started by hand (through the
-    Python API's ``scheduler=``): the same report figures and bit-identical per-sample states."""
+def test_twin_results_do_not_depend_on_where_they_run(tiny, dask_scheduler, tmp_path, monkeypatch):
+    """--engine twin with --jobs 1 (in this process), --jobs 2 (local workers), by default (in
+    this process: a short run), by default on a run that looks long (IN_PROCESS_S = 0: two
+    samples here, workers take the rest) and on a cluster started by hand (through the Python
+    API's ``scheduler=``): the same report figures and bit-identical per-sample states."""
     runs = {}
-    for name, where in (("jobs1", ["--jobs", 1]), ("jobs2", ["--jobs", 2])):
+    for name, where in (("jobs1", ["--jobs", 1]), ("jobs2", ["--jobs", 2]), ("default", [])):
         out = tmp_path / name
         res = cli("evaluate", "--dataset", tiny["data"], "--config", tiny["config"], *where,
                   "--circuit-train", "--engine", "twin", "--no-plots", "-o", out)
@@ -334,13 +337,23 @@ def test_twin_results_do_not_depend_on_where_they_run(tiny, dask_scheduler, tmp_
     runs["scheduler"] = tmp_path / "scheduler"
     evaluate(str(tiny["data"]), runs["scheduler"], config=str(tiny["config"]), circuit_train=True,
              engine="twin", plots=False, progress=False, scheduler=dask_scheduler["address"])
+    runs["escalated"] = tmp_path / "escalated"
+    monkeypatch.setattr(evaluate_module, "IN_PROCESS_S", 0.0)
+    evaluate(str(tiny["data"]), runs["escalated"], config=str(tiny["config"]), circuit_train=True,
+             engine="twin", plots=False, progress=False)
     reps = {k: report(v) for k, v in runs.items()}
-    assert reps["jobs1"]["timing"]["jobs"] == 1 and reps["jobs2"]["timing"]["jobs"] == 2
-    assert reps["scheduler"]["timing"]["scheduler"] == dask_scheduler["address"]
-    assert reps["jobs2"]["timing"]["scheduler"] == "local"
+    t = {k: r["timing"] for k, r in reps.items()}
+    assert t["jobs1"]["jobs"] == 1 and t["jobs1"]["scheduler"] == "in-process"
+    assert t["jobs1"]["n_in_process"] == t["default"]["n_in_process"] == 12
+    assert t["default"]["scheduler"] == "in-process" and t["default"]["cluster_start_s"] is None
+    assert t["jobs2"]["jobs"] == 2 and t["jobs2"]["n_in_process"] == 0
+    assert t["jobs2"]["scheduler"] == "local"
+    assert t["escalated"]["n_in_process"] == 2 and t["escalated"]["scheduler"] == "local"
+    assert t["scheduler"]["scheduler"] == dask_scheduler["address"]
+    assert t["scheduler"]["n_in_process"] == 0
     ref = figures(reps["jobs1"])
     assert all(ref["accuracy"][p]["accuracy"] is not None for p in PROTOCOLS)
-    for name in ("jobs2", "scheduler"):
+    for name in ("jobs2", "default", "escalated", "scheduler"):
         assert figures(reps[name]) == ref, name
         for kind in ("ideal", "software", "circuit"):
             a, b = load_states(runs["jobs1"], kind), load_states(runs[name], kind)

@@ -44,6 +44,7 @@ class EngineRun:
 class Engine(Protocol):
     name: str
     dense_waveforms: bool      # can keep dense w traces (keep_waveforms) besides the sample times
+    in_process: bool           # cheap and pure Python: evaluate may run it in its own process
 
     def check(self, cfg: Config) -> None:
         """Raise a one-line ConfigError for an option this engine cannot simulate exactly."""

@@ -212,6 +212,7 @@ class NgspiceEngine:
     """ngspice on the prepared deck (the default engine and the truth)."""
 
     name = "ngspice"
+    in_process = False
     dense_waveforms = True
 
     def check(self, cfg: Config) -> None:

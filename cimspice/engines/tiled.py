@@ -259,6 +259,7 @@ class TiledNgspiceEngine:
     """ngspice on row-tile crossbar decks (in parallel) and one state deck: see module doc."""
 
     name = "ngspice-tiled"
+    in_process = False
     dense_waveforms = True
 
     def check(self, cfg: Config) -> None:

@@ -512,6 +512,7 @@ class TwinEngine:
     segment between pulse edges in NumPy (no simulator process)."""
 
     name = "twin"
+    in_process = True
     dense_waveforms = False
 
     def check(self, cfg: Config) -> None:

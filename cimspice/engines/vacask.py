@@ -155,6 +155,7 @@ class VacaskEngine:
     """VACASK + OpenVAF (vmem.va, the mos1 OSDI transistor) on the same circuit (cross-check)."""
 
     name = "vacask"
+    in_process = False
     dense_waveforms = True
 
     def check(self, cfg: Config) -> None:

@@ -9,7 +9,8 @@ order) -> SSM model and circuit mapping, both made once (programmed on the calib
 of :func:`cimspice.pipeline.calibration_schedules`: every sample runs on the same hardware, as
 with ``simulate --index``) -> one :class:`~.tasks.SampleTask` per sample. Ideal-only tasks
 run in-process, engine tasks on dask.distributed (:mod:`.workers`): ``jobs`` local worker
-processes, or the workers of an existing cluster (``scheduler='tcp://host:port'``). Workers
+processes, or the workers of an existing cluster (``scheduler='tcp://host:port'``); the twin
+(milliseconds a sample) runs in-process while the run is short (:func:`_in_process`). Workers
 return each sample file's bytes and this process writes them atomically, so a killed run (or
 worker) leaves only complete files, a rerun resumes by skipping them, and the report is computed
 from the sample files alone (:mod:`.report`).
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import __version__
 from ..config import load_config
@@ -43,6 +45,9 @@ from .workers import Cluster, default_jobs, progress
 # Seconds of engine work per Dask task: twin samples (~25 ms) go in batches, so the per-task
 # overhead (~5 ms) stays small; ngspice samples (seconds) one per task.
 BATCH_S = 0.5
+# An in-process engine (the twin) runs here while the work left looks shorter than this (s);
+# local workers take ~3 s to start and then share the rest.
+IN_PROCESS_S = 10.0
 
 
 class Interrupted(Exception):
@@ -184,10 +189,13 @@ def _evaluate_on(opts: Options, run_dir: Path, cfg, cluster: Cluster, t_start: f
                           f"{run_dir / 'samples'}; rerun the same command to resume") from None
 
     records = collect(run_dir, chosen)
-    report = compute_report(records, readout=opts.readout, circuit_train=opts.circuit_train,
-                            engine=opts.engine,
-                            n_classes=max(len(ds.classes), int(np.max(ds.labels)) + 1),
-                            class_names=list(ds.classes))
+    # One BLAS thread: the readouts' small solves run 15x slower on threads that compete with
+    # other processes (measured under load), and the figures do not depend on the core count.
+    with threadpool_limits(1):
+        report = compute_report(records, readout=opts.readout, circuit_train=opts.circuit_train,
+                                engine=opts.engine,
+                                n_classes=max(len(ds.classes), int(np.max(ds.labels)) + 1),
+                                class_names=list(ds.classes))
     old = old_report if old_report and old_report.get("config_digest") == digest else None
     if timing["n_simulated"] == 0 and old and old.get("timing", {}).get("n_simulated"):
         timing = {**old["timing"], "note": "from the invocation that simulated the samples"}
@@ -212,42 +220,73 @@ def _strict_stop(key: str, error: str) -> CimspiceError:
 
 def _run_engine(tasks: list[SampleTask], run_dir: Path, digest: str, opts: Options,
                 cluster: Cluster, n_before: int, n_total: int) -> dict:
-    """Engine tasks on the cluster, longest first; each sample file the workers return is
-    written here, atomically, as it arrives. Returns the timing block."""
+    """Engine tasks, longest first, in this process (:func:`_in_process`) and then on the
+    cluster; each sample file is written here, atomically, as it arrives. Returns the timing
+    block."""
     t0 = time.perf_counter()
     n_failed = 0
     t_start = None
     n_threads = 0
+    n_local = 0
     if tasks:
         # Longest first (event count ~ engine time): no long sample left alone at the end.
         tasks = sorted(tasks, key=lambda t: -t.events.size)
         bar = progress(n_total, opts.engine, opts.progress)
         bar.update(n_before)
-        cluster.ensure(len(tasks))
-        t_start = time.perf_counter() - t0
-        n_threads = cluster.n_threads
         with bar:
-            for (task, _), value, died in cluster.map_unordered(
-                    run_to_file, [(t, digest) for t in tasks], keys=[t.key for t in tasks],
-                    batch_s=BATCH_S):
-                path = sample_path(run_dir, task.key)
-                if died:  # the task killed its workers: record the failure with ideal states
-                    out = run_sample(dataclasses.replace(task, simulate=False, keep_waveforms=False))
-                    write_sample(path, dataclasses.replace(out, error=died), task, digest)
-                    summary = {"key": task.key, "error": died}
-                else:
-                    data, summary = value
-                    write_file_bytes(path, data)
+            def done(summary: dict) -> None:
+                nonlocal n_failed
                 bar.update(1)
                 if summary["error"]:
                     n_failed += 1
                     bar.set_postfix(failed=n_failed)
                     if opts.strict:
                         raise _strict_stop(summary["key"], summary["error"])
+
+            n_local = _in_process(tasks, run_dir, digest, opts, done)
+            rest = tasks[n_local:]
+            if rest:
+                t1 = time.perf_counter()
+                cluster.ensure(len(rest))
+                t_start = time.perf_counter() - t1
+                n_threads = cluster.n_threads
+                for (task, _), value, died in cluster.map_unordered(
+                        run_to_file, [(t, digest) for t in rest], keys=[t.key for t in rest],
+                        batch_s=BATCH_S):
+                    path = sample_path(run_dir, task.key)
+                    if died:  # the task killed its workers: record the failure with ideal states
+                        out = run_sample(dataclasses.replace(task, simulate=False, keep_waveforms=False))
+                        write_sample(path, dataclasses.replace(out, error=died), task, digest)
+                        summary = {"key": task.key, "error": died}
+                    else:
+                        data, summary = value
+                        write_file_bytes(path, data)
+                    done(summary)
     wall = time.perf_counter() - t0
     n = len(tasks)
-    jobs = n_threads or opts.jobs or default_jobs()
+    jobs = n_threads or (1 if n_local else opts.jobs or default_jobs())
+    where = opts.scheduler or ("local" if n_threads or not n_local else "in-process")
     return {"jobs": jobs, "jobs_requested": opts.jobs if opts.scheduler else (opts.jobs or default_jobs()),
-            "scheduler": opts.scheduler or "local", "n_simulated": n,
+            "scheduler": where, "n_simulated": n, "n_in_process": n_local,
             "wall_time_s": wall if n else 0.0, "cluster_start_s": t_start,
             "samples_per_s": n / wall if n and wall > 0 else None}
+
+
+def _in_process(tasks: list[SampleTask], run_dir: Path, digest: str, opts: Options, done) -> int:
+    """Run the first tasks in this process when the engine allows it (the twin: milliseconds a
+    sample, against seconds to start local workers) and no cluster was named: all of them with
+    ``jobs = 1``; with ``jobs`` unset, until the time left at the pace so far would exceed
+    :data:`IN_PROCESS_S` (then workers take the rest); none with ``jobs > 1`` (asked for).
+    Returns how many ran here."""
+    if not get_engine(opts.engine).in_process or opts.scheduler or (opts.jobs or 1) > 1:
+        return 0
+    t0 = time.perf_counter()
+    with threadpool_limits(1):   # as on a worker (small matrices; no threads competing)
+        for n, task in enumerate(tasks):
+            left = len(tasks) - n
+            if opts.jobs is None and n >= 2 and (time.perf_counter() - t0) / n * left > IN_PROCESS_S:
+                return n
+            out = run_sample(task)
+            write_sample(sample_path(run_dir, task.key), out, task, digest)
+            done({"key": task.key, "error": out.error})
+    return len(tasks)

@@ -204,7 +204,8 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
     t = report.get("timing", {})
     sps = t.get("samples_per_s")
     rows.append(("throughput", "n/a (nothing simulated)" if not sps else
-                 f"{sps:.3g} samples/s ({t['n_simulated']} samples, {t['jobs']} jobs, "
+                 f"{sps:.3g} samples/s ({t['n_simulated']} samples, {t['jobs']} jobs"
+                 f"{', ' + str(t['n_in_process']) + ' in-process' if t.get('n_in_process') else ''}, "
                  f"{t['wall_time_s']:.1f} s wall)"))
     n = report["n_samples"]
     rows.append(("samples", f"{n['train']} train + {n['test']} test, {n['simulated']} simulated, "

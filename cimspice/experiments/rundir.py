@@ -13,6 +13,7 @@ hardware all have the digests recorded in the manifest (:func:`check_run_dir`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -61,6 +62,13 @@ def hardware_digest(model, mapping) -> str:
 # Dataset and selection
 # ------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4)
+def _generated(name: str, n: int | None, seed: int):
+    """make_dataset, remembered: runs of one process on the same built-in dataset (several
+    configurations, a sweep) generate it once (only saved from here, never modified)."""
+    return make_dataset(name, n, seed)
+
+
 def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int | None = None,
                     test_spec: str | None = None):
     """(EventDataset, identity dict): an existing file (``.npz`` or SHD-layout ``.h5``), a
@@ -96,7 +104,7 @@ def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int
         reuse = (old is not None and target.is_file()
                  and {k: old["dataset"].get(k) for k in want} == want)
         if not reuse:
-            made = make_dataset(spec, n, seed)
+            made = _generated(spec, n, seed)
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             save_dataset(target, made)
         ds = load_dataset(target)

@@ -145,7 +145,7 @@ def sample_result(outcome: SampleOutcome, task: SampleTask, config_digest: str) 
     """The result-file image of one outcome, with the run attributes of an evaluation."""
     attrs = {"key": task.key, "split": task.split, "index": task.index,
              "config": task.config_toml, "config_digest": config_digest,
-             "seed": config_from_toml(task.config_toml).ssm.seed, "source": task.source,
+             "seed": _config(task.config_toml).ssm.seed, "source": task.source,
              "error": outcome.error, "simulated": bool(task.simulate),
              "ngspice_version": outcome.sim.ngspice_version if outcome.sim is not None else ""}
     return assemble_result(outcome.prep, outcome.sim, model=outcome.model, mapping=outcome.mapping,
@@ -212,7 +212,7 @@ class SampleRecord:
 
 def read_sample(path: Path) -> SampleRecord:
     """One sample file -> :class:`SampleRecord` (raises InputError if unreadable)."""
-    r = read_result(path)
+    r = read_result(path, lean=True)
     a = r.attrs
     ideal = r.ideal[0] if r.ideal.size else None
     circuit = r.circuit[0] if r.circuit is not None else None

@@ -57,6 +57,25 @@ class Result:
                                                    # 'full_scale': (N,), 'seed', 'key'}
 
 
+def _put(group, name: str, data) -> None:
+    """``group[name] = data`` for a small numeric array through h5py's low-level API: a third
+    of create_dataset's cost (its Python layer is most of a sample file's write time, measured);
+    no creation time stored (same data, same bytes). Other kinds take the high-level path."""
+    a = np.ascontiguousarray(data)
+    if a.dtype.kind not in "iuf" or a.size == 0:
+        group.create_dataset(name, data=a)
+        return
+    space = h5py.h5s.create_simple(a.shape) if a.ndim else h5py.h5s.create(h5py.h5s.SCALAR)
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_obj_track_times(False)
+    d = h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(a.dtype), space, dcpl=dcpl)
+    d.write(h5py.h5s.ALL, h5py.h5s.ALL, a)
+
+
+_GZIP = {"compression": "gzip", "compression_opts": 4}
+_GZIP_MIN_BYTES = 65536
+
+
 def write_result(path: str | Path, result: Result) -> None:
     """Write ``result`` to ``path`` (HDF5) atomically; deterministic apart from attrs['created']."""
     with atomic_path(path) as tmp:
@@ -68,26 +87,30 @@ def write_result(path: str | Path, result: Result) -> None:
             if result.events is not None:
                 g = f.create_group("events")
                 for k, v in result.events.items():
-                    g.create_dataset(k, data=np.asarray(v))
-            f.create_dataset("sample_times", data=np.asarray(result.sample_times, dtype=float))
+                    _put(g, k, v)
+            _put(f, "sample_times", np.asarray(result.sample_times, dtype=float))
             st = f.create_group("states")
-            st.create_dataset("ideal", data=np.asarray(result.ideal, dtype=float))
+            _put(st, "ideal", np.asarray(result.ideal, dtype=float))
             if result.software is not None:
-                st.create_dataset("software", data=np.asarray(result.software, dtype=float))
+                _put(st, "software", np.asarray(result.software, dtype=float))
             if result.circuit is not None:
-                st.create_dataset("circuit", data=np.asarray(result.circuit, dtype=float))
+                _put(st, "circuit", np.asarray(result.circuit, dtype=float))
             if result.waveforms:
                 wg = f.create_group("waveforms")
                 for k, v in result.waveforms.items():
-                    wg.create_dataset(k, data=np.asarray(v), compression="gzip", compression_opts=4)
+                    v = np.asarray(v)   # dense traces compressed; (M, N) ones not worth it
+                    if v.nbytes > _GZIP_MIN_BYTES:
+                        wg.create_dataset(k, data=v, **_GZIP)
+                    else:
+                        _put(wg, k, v)
             mg = f.create_group("model")
             for k, v in result.model.items():
                 if isinstance(v, str):
                     mg.attrs[k] = storable_text(v)
                 else:
-                    mg.create_dataset(k, data=np.asarray(v))
+                    _put(mg, k, v)
             if result.labels is not None:
-                f.create_dataset("labels", data=np.asarray(result.labels, dtype=np.int64))
+                _put(f, "labels", np.asarray(result.labels, dtype=np.int64))
             met = f.create_group("metrics")
             for k, v in result.metrics.items():
                 met.attrs[k] = v
@@ -96,18 +119,18 @@ def write_result(path: str | Path, result: Result) -> None:
                 eg.attrs["engine"] = storable_text(str(result.attrs.get("engine", "")))
                 eg.attrs["not_modelled"] = NOT_MODELLED
                 for k, v in result.energy.items():
-                    eg.create_dataset(k, data=v)
+                    _put(eg, k, v)
             if result.variation:
                 vg = f.create_group("variation")
                 for k, v in result.variation.items():
                     if isinstance(v, dict):
                         sub = vg.create_group(k)
                         for name, arr in v.items():
-                            sub.create_dataset(name, data=np.asarray(arr))
+                            _put(sub, name, arr)
                     elif np.ndim(v) == 0:
                         vg.attrs[k] = v
                     else:
-                        vg.create_dataset(k, data=np.asarray(v))
+                        _put(vg, k, v)
 
 
 def _metrics(f) -> dict:
@@ -125,8 +148,9 @@ def _variation(g) -> dict:
     return out
 
 
-def read_result(path: str | Path) -> Result:
-    """Read a result file written by :func:`write_result`."""
+def read_result(path: str | Path, lean: bool = False) -> Result:
+    """Read a result file written by :func:`write_result`; ``lean``: without the events, the
+    model, the waveforms and the variation draws (what a report needs; 2x faster)."""
     path = Path(path)
     try:
         f = h5py.File(path, "r")
@@ -135,18 +159,20 @@ def read_result(path: str | Path) -> Result:
     with f:
         if "states" not in f or "ideal" not in f["states"]:
             raise InputError(f"{path}: field '/states/ideal' missing; not a cimspice result file")
+        full = not lean
         res = Result(
             sample_times=f["sample_times"][()],
             ideal=f["states/ideal"][()],
             circuit=next((f["states"][k][()] for k in ("circuit", "spice") if k in f["states"]), None),
             software=f["states/software"][()] if "software" in f["states"] else None,
-            events={k: f["events"][k][()] for k in f["events"]} if "events" in f else None,
-            model={**{k: f["model"][k][()] for k in f["model"]}, **dict(f["model"].attrs)} if "model" in f else {},
+            events={k: f["events"][k][()] for k in f["events"]} if full and "events" in f else None,
+            model={**{k: f["model"][k][()] for k in f["model"]}, **dict(f["model"].attrs)}
+            if full and "model" in f else {},
             labels=f["labels"][()] if "labels" in f else None,
             metrics=_metrics(f),
             attrs=dict(f.attrs),
-            waveforms={k: f["waveforms"][k][()] for k in f["waveforms"]} if "waveforms" in f else {},
+            waveforms={k: f["waveforms"][k][()] for k in f["waveforms"]} if full and "waveforms" in f else {},
             energy={k: f["energy"][k][()].item() for k in f["energy"]} if "energy" in f else {},
-            variation=_variation(f["variation"]) if "variation" in f else {},
+            variation=_variation(f["variation"]) if full and "variation" in f else {},
         )
     return res
