@@ -10,8 +10,11 @@ Timing rule: both engines are timed as the engine call on a prepared circuit
 (`cimspice.build` first, not timed; the ngspice deck text is generated before the clock
 starts, as the twin needs none). ngspice = `engines.ngspice.NgspiceEngine.run` (subprocess,
 raw file read back); twin = `engines.twin.TwinEngine.run`, "cold" = the first call after its
-caches (1T1R level and row-power tables) are cleared, "warm" = the median of 5 further calls (what every
-sample but the first of a dataset run costs: the hardware is the same). Then the twin alone on
+caches (1T1R level and row-power tables, wired nets and their solved vectors) are cleared,
+"warm" = the median of 5 further calls with the array's tables kept but no solved wired vector
+reused (an upper bound of what a later sample of a dataset run costs: on one array, samples
+share many of their row-voltage vectors, so a wired dataset run costs less, see
+bench/fidelity.py). Then the twin alone on
 a 700-channel, 0.8 s, 6000-spike audio stream (r_wire = 0; ngspice would take ~70 min there),
 time and peak memory growth for 1x and 4x the stream.
 """
@@ -28,7 +31,7 @@ import numpy as np
 import cimspice
 from cimspice.config import Config
 from cimspice.datasets import audio_stream, make_dataset
-from cimspice.engines import twin_crossbar, twin_energy
+from cimspice.engines import twin_crossbar, twin_energy, twin_wired
 from cimspice.engines.registry import get_engine
 from cimspice.pipeline import nrmse
 
@@ -55,19 +58,28 @@ CONFIGS = {   # name: config sections
 }
 
 
+def clear_caches() -> None:
+    """Forget what the twin keeps per programmed array (1T1R level tables, row powers, the
+    wired nets and their solved vectors): the next call is a first sample's."""
+    twin_crossbar._TABLE_CACHE.clear()
+    twin_energy._POWER_CACHE.clear()
+    twin_wired._WIRED_NETS.clear()
+
+
 def one(prep) -> dict:
     ng, tw = get_engine("ngspice"), get_engine("twin")
     _ = prep.deck                                  # deck text made before the clock starts
     t0 = time.perf_counter()
     a = ng.run(prep)
     t_ng = time.perf_counter() - t0
-    twin_crossbar._TABLE_CACHE.clear()
-    twin_energy._POWER_CACHE.clear()
+    clear_caches()
     t0 = time.perf_counter()
     b = tw.run(prep)
     cold = time.perf_counter() - t0
     warm = []
     for _ in range(5):
+        for net in twin_wired._WIRED_NETS.values():
+            net.memo_clear()    # not this sample's own solved vectors: a new sample's cost
         t0 = time.perf_counter()
         tw.run(prep)
         warm.append(time.perf_counter() - t0)
@@ -83,8 +95,7 @@ def big_stream(scale: int) -> dict:
     prep = cimspice.build(sample, cfg)
     tw = get_engine("twin")
     tw.run(prep)                                   # warm the tables of this hardware
-    twin_crossbar._TABLE_CACHE.clear()
-    twin_energy._POWER_CACHE.clear()
+    clear_caches()
     tracemalloc.start()
     t0 = time.perf_counter()
     tw.run(prep)

@@ -25,7 +25,7 @@ import cimspice
 from cli_helpers import first_events
 from cimspice.config import Config, check_config
 from cimspice.datasets import make_dataset, save_dataset
-from cimspice.engines import twin, twin_crossbar
+from cimspice.engines import twin, twin_cells, twin_crossbar, twin_wired
 from cimspice.engines.netlist import build_dc_deck, pwl_points
 from cimspice.engines.ngspice import run_ngspice
 from cimspice.engines.twin import check_supported, run_twin
@@ -113,7 +113,7 @@ def test_write_drive_equals_devices_f_write(mode):
 def test_1t1r_cell_current_matches_devices_brentq(rnl):
     v = np.array([1e-4, 0.01, 0.1, 0.2, 0.4, 1.0])
     g = np.array([1e-6, 3e-5, 1.2e-4])
-    got = twin_crossbar._cell_currents_1t1r(v[:, None], g[None], 1.8, rnl)
+    got = twin_cells._cell_currents_1t1r(v[:, None], g[None], 1.8, rnl)
     ref = cell_current(v[:, None], g[None], vg=1.8, rnl=rnl)
     np.testing.assert_allclose(got, ref, rtol=1e-13)
 
@@ -122,7 +122,7 @@ def test_wire_transfer_equals_iterative_network_and_ideal_limit():
     rng = np.random.default_rng(1)
     gp, gm = rng.uniform(1e-6, 1e-4, (6, 4)), rng.uniform(1e-6, 1e-4, (6, 4))
     T = twin_crossbar._wire_transfer(gp, gm, 5.0)
-    net = twin_crossbar._WiredNet(gp, gm, 5.0, "none", 1.8, 0.0)
+    net = twin_wired._WiredNet(gp, gm, 5.0, "none", 1.8, 0.0)
     U = rng.uniform(0, 0.3, (7, 6)) * (rng.random((7, 6)) < 0.5)
     np.testing.assert_allclose(net.currents(U), U @ T, rtol=1e-10, atol=1e-18)
     np.testing.assert_allclose(twin_crossbar._wire_transfer(gp, gm, 1e-9), gp - gm, rtol=1e-6)
