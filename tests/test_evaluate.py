@@ -381,6 +381,27 @@ def test_changed_config_refuses_without_force(tiny, run_a, tmp_path, dask_schedu
         assert "reltol = 0.0002" in h.attrs["config"]
 
 
+def test_another_builtin_dataset_refuses_and_keeps_the_dataset_file(tmp_path):
+    """A second run of a built-in dataset with another --seed into the same directory: one
+    line naming the dataset and --force, and the directory's dataset.npz (and samples) kept."""
+    out = tmp_path / "run"
+    res = cli("evaluate", "--dataset", "audio-chirps", "--n", 8, "--engine", "twin", "--no-plots",
+              "-o", out)
+    assert res.exit_code == 0, res.stderr
+    before = (out / "dataset.npz").read_bytes(), sorted(p.name for p in (out / "samples").iterdir())
+    res = cli("evaluate", "--dataset", "audio-chirps", "--n", 8, "--seed", 1, "--engine", "twin",
+              "--no-plots", "-o", out)
+    err = one_line_error(res)
+    assert "another dataset (audio-chirps, seed 0, n 8)" in err and "--force" in err
+    assert ((out / "dataset.npz").read_bytes(),
+            sorted(p.name for p in (out / "samples").iterdir())) == before
+    res = cli("evaluate", "--dataset", "audio-chirps", "--n", 8, "--seed", 1, "--engine", "twin",
+              "--no-plots", "--force", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    assert json.loads((out / "manifest.json").read_text())["dataset"]["seed"] == 1
+    assert (out / "dataset.npz").read_bytes() != before[0]
+
+
 def test_failing_samples_are_recorded_and_strict_stops(tiny, tmp_path, dask_scheduler):
     # A 1 ms ngspice timeout makes every SPICE sample fail for real (SpiceTimeout).
     bad = tmp_path / "timeout.toml"

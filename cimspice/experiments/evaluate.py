@@ -142,7 +142,7 @@ def _evaluate(opts: Options) -> dict:
 
 def _evaluate_on(opts: Options, run_dir: Path, cfg, cluster: Cluster, t_start: float) -> dict:
     ds, ds_ident = rundir.resolve_dataset(opts.dataset, run_dir, n=opts.n, seed=opts.seed,
-                                            test_spec=opts.test_dataset)
+                                            test_spec=opts.test_dataset, force=opts.force)
     chosen = rundir.select(ds, opts.n_train, opts.n_test)
 
     get_engine(opts.engine).check(cfg)   # an option the engine cannot do: refused before any run

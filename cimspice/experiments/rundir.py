@@ -70,10 +70,11 @@ def _generated(name: str, n: int | None, seed: int):
 
 
 def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int | None = None,
-                    test_spec: str | None = None):
+                    test_spec: str | None = None, force: bool = False):
     """(EventDataset, identity dict): an existing file (``.npz`` or SHD-layout ``.h5``), a
     training file and a ``test_spec`` test file, or a built-in NAME generated into
-    ``run_dir/dataset.npz`` with ``n`` samples and ``seed``."""
+    ``run_dir/dataset.npz`` with ``n`` samples and ``seed`` (a run directory made from another
+    dataset keeps its file: refused unless ``force``, as :func:`check_run_dir` would)."""
     p = Path(spec)
     if (test_spec is not None or p.exists()) and (n is not None or seed is not None):
         raise InputError(f"--dataset {spec}: --n and --seed generate a built-in dataset; they "
@@ -101,9 +102,13 @@ def resolve_dataset(spec: str, run_dir: Path, *, n: int | None = None, seed: int
         target = Path(run_dir) / "dataset.npz"
         old = read_manifest(run_dir)
         want = {"kind": "builtin", "name": spec, "seed": seed, "n": n}
-        reuse = (old is not None and target.is_file()
-                 and {k: old["dataset"].get(k) for k in want} == want)
-        if not reuse:
+        same = old is not None and {k: old.get("dataset", {}).get(k) for k in want} == want
+        if old is not None and not same and not force:
+            made_from = old.get("dataset", {})
+            raise InputError(f"{run_dir}: made with another dataset ({made_from.get('name')}, "
+                             f"seed {made_from.get('seed')}, n {made_from.get('n')}); use another "
+                             f"-o directory or --force to discard its samples")
+        if not (same and target.is_file()):
             made = _generated(spec, n, seed)
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             save_dataset(target, made)

@@ -142,7 +142,7 @@ def _units(points: list, axes: list, opts: Options) -> list[Unit]:
 def _sweep_on(opts: Options, run_dir: Path, base: Config, axes: list, points: list,
               units: list[Unit], cluster: Cluster, t_start: float) -> dict:
     ds, ds_ident = rundir.resolve_dataset(opts.dataset, run_dir, n=opts.n, seed=opts.seed,
-                                            test_spec=opts.test_dataset)
+                                            test_spec=opts.test_dataset, force=opts.force)
     chosen = rundir.select(ds, opts.n_train, opts.n_test)
     identity = {"kind": MANIFEST_KIND, "config_digest": base.digest(),
                 "grid": [[a.name, [value_text(v) for v in a.values]] for a in axes],
