@@ -32,7 +32,7 @@ from cimspice.engines.twin import check_supported, run_twin
 from cimspice.errors import ConfigError
 from cimspice.hardware import devices
 from cimspice.hardware.cells import cell_current
-from cimspice.hardware.mapping import map_ssm, states_from_w
+from cimspice.hardware.mapping import map_ssm, states_from_w, vmem_params
 from cimspice.pipeline import make_model, nrmse
 from cimspice.schedule import PulseSchedule, make_schedule, schedule_sample
 from cimspice.ssm import random_ssm
@@ -220,7 +220,7 @@ def _lsoda_ref(mode, window):
         cfg, mp, sch, times = _lsoda_case(mode, window)
         pts = np.array(pwl_points(sch, 0, mp.v_in))
         k = mp.r_tia[0] * (mp.g_rram_plus[0, 0] - mp.g_rram_minus[0, 0])
-        p = dataclasses.replace(twin.vmem_params(cfg, 0.01), w0=0.02)
+        p = dataclasses.replace(vmem_params(cfg, 0.01), w0=0.02)
         t_eval = np.r_[0.0, times]
         _LSODA[(mode, window)] = {
             key: devices.integrate(p, t_eval, (pts[:, 0], sign * k * pts[:, 1]),
@@ -266,7 +266,7 @@ def test_pure_decay_and_window_closed_form():
     ta, tb = 1e-3 + 0.5e-6, 1e-3 + 400e-6 - 0.5e-6
     o = run_twin(mp, sch2, cfg, np.array([ta, tb]))
     V = mp.r_tia[0] * (mp.g_plus[0, 0] - mp.g_minus[0, 0]) * mp.v_in
-    p = dataclasses.replace(twin.vmem_params(cfg, 0.01), w0=float(o["w_plus"][0, 0]))
+    p = dataclasses.replace(vmem_params(cfg, 0.01), w0=float(o["w_plus"][0, 0]))
     assert abs(devices.constant_drive(p, V, tb - ta) - o["w_plus"][1, 0]) < 1e-14
 
 

@@ -45,6 +45,9 @@ class Crossbar:
             else:
                 self.kind = "lin" if self.rnl == 0 else "sinh"
                 self.G = gp - gm                          # (R, N)
+            # tables of 1R cells are cheap but not free next to a ~1 ms run: cached as well
+            self.key = (self.kind, self.G.tobytes(), self.g_sum.tobytes(), gp.shape, self.rnl,
+                        self.r_wire)
         else:
             self.kind = "cell"                           # 1T1R: exact per-cell solves
             self.G = None
@@ -89,13 +92,11 @@ class Crossbar:
 
     def level_tables(self, levels, x_nodes):
         """(Hlev (L, R, N), Hramp (L, R, 2, N, SQ)): H at every full level and at the nodes
-        of a full rising (0) / falling (1) edge to that level. Cached for 1T1R cells."""
-        key = None
-        if self.kind == "cell":
-            key = self.key + (levels.tobytes(), x_nodes.tobytes())
-            hit = _TABLE_CACHE.get(key)
-            if hit is not None:
-                return hit
+        of a full rising (0) / falling (1) edge to that level. Cached per programmed array."""
+        key = self.key + (levels.tobytes(), x_nodes.tobytes())
+        hit = _TABLE_CACHE.get(key)
+        if hit is not None:
+            return hit
         R, N, L, SQ = self.n_rows, self.n, levels.size, x_nodes.size
         rr, ll = np.repeat(np.arange(R), L), np.tile(np.arange(L), R)
         Hlev = np.zeros((L, R, N))
@@ -106,10 +107,9 @@ class Crossbar:
             h = self.H(np.repeat(rr, th.size), vv.ravel()).reshape(L * R, th.size, N)
             Hlev[ll, rr] = h[:, 0]
             Hramp[ll, rr] = h[:, 1:].reshape(L * R, 2, SQ, N).transpose(0, 1, 3, 2)
-        if key is not None:
-            if len(_TABLE_CACHE) > 64:
-                _TABLE_CACHE.clear()
-            _TABLE_CACHE[key] = (Hlev, Hramp)
+        if len(_TABLE_CACHE) > 64:
+            _TABLE_CACHE.clear()
+        _TABLE_CACHE[key] = (Hlev, Hramp)
         return Hlev, Hramp
 
 

@@ -91,7 +91,10 @@ def state_crossbar_energy(xbar: Crossbar, schedule: PulseSchedule, v_in: float) 
     if not amp.size:
         return 0.0
     if xbar.r_wire == 0:
-        lv, lv_inv = np.unique(amp, return_inverse=True)
+        if np.all(amp == amp[0]):                       # usual: one pulse amplitude
+            lv, lv_inv = amp[:1], np.zeros(amp.size, np.int64)
+        else:
+            lv, lv_inv = np.unique(amp, return_inverse=True)
         p_top, p_edge = _row_powers(xbar, lv)                               # (R, L) each
         r, k = rows, lv_inv.ravel()
         return float(np.sum((schedule.width - tr) * p_top[r, k] + 2.0 * tr * p_edge[r, k]))
@@ -103,10 +106,10 @@ _POWER_CACHE: dict = {}
 
 def _row_powers(xbar: Crossbar, levels: np.ndarray):
     """(p_top, p_edge), (R, L): the power row r draws at full level l, and its mean over an
-    edge to that level (8-node Gauss-Legendre), ideal wires. Cached for 1T1R cells (exact
-    solves; the same for every sample of a programmed array)."""
-    key = xbar.key + (levels.tobytes(),) if xbar.kind == "cell" else None
-    hit = _POWER_CACHE.get(key) if key is not None else None
+    edge to that level (8-node Gauss-Legendre), ideal wires. Cached per programmed array (the
+    same for every sample)."""
+    key = xbar.key + (levels.tobytes(),)
+    hit = _POWER_CACHE.get(key)
     if hit is not None:
         return hit
     R, L = xbar.n_rows, levels.size
@@ -115,10 +118,9 @@ def _row_powers(xbar: Crossbar, levels: np.ndarray):
     p_top = (v * xbar.row_current(r, v)).reshape(R, L)
     vn = v[:, None] * _X[None]                                              # (R L, Q)
     p_edge = ((vn * xbar.row_current(np.broadcast_to(r[:, None], vn.shape), vn)) @ _WQ).reshape(R, L)
-    if key is not None:
-        if len(_POWER_CACHE) > 64:
-            _POWER_CACHE.clear()
-        _POWER_CACHE[key] = (p_top, p_edge)
+    if len(_POWER_CACHE) > 64:
+        _POWER_CACHE.clear()
+    _POWER_CACHE[key] = (p_top, p_edge)
     return p_top, p_edge
 
 
@@ -159,7 +161,8 @@ class StateEnergy:
         self.g_off, self.dg, self.rnl = p.g_off, p.g_on - p.g_off, p.read_nl
         self.read_maps = read_maps     # engines.twin_trace.StateReadMaps: each device's law and idle drive
         x, _, _, _, S, _, wS = rule
-        self.x, self.wS, self.S = x, wS, S
+        self.S = S
+        self.w_moments = np.stack([wS, wS * x])         # (2, SQ): M0 and M1 in one matmul
         self.write = 0.0
         self.read = 0.0
         self._ramps: list = []
@@ -167,36 +170,43 @@ class StateEnergy:
 
     def ramp(self, kb, Vn, dt):
         """Ramp segments ``kb`` of the chunk, drive ``Vn`` (N, SQ, B) at the quadrature nodes."""
-        u = u_of(Vn, self.rnl)
-        M0, M1 = ramp_moments(np.moveaxis(u, 1, -2), self.wS, self.x, dt / self.S)   # (N, B)
-        self._ramps.append((kb, M0, M1))
+        M = np.matmul(self.w_moments, u_of(Vn, self.rnl))                # (N, 2, B)
+        M *= dt / self.S
+        self._ramps.append((kb, M[:, 0], M[:, 1]))
 
     def reads(self, kr, r0, r1, dt):
         """Read segments ``kr`` of the chunk: read drive from r0 to r1 over dt."""
         self._reads.append((kr, r0, r1, dt))
 
-    def chunk(self, w_start, w_end, flat_seg, V_flat, dt):
-        """Close a chunk: w (2N, nk) at each segment's start and end; flat write drive
-        ``V_flat`` (N, n_flat) on ``flat_seg``."""
+    def chunk(self, w, flat, V_flat, f_flat, dt):
+        """Close a chunk: w (2N, nk + 1) at the segment boundaries (segment k from w[:, k] to
+        w[:, k + 1]); flat write segments ``flat`` (indices), drive ``V_flat`` (N, F) and its
+        dev.f_pm ``f_flat`` (2N, F)."""
         dev, N = self.dev, V_flat.shape[0]
+        pair = w[:N] + w[N:]                                             # the pair's w sum
         if V_flat.size:
             u = u_of(V_flat, self.rnl)                                   # (N, F)
-            live = np.any(u != 0, axis=0)
-            if live.any():
-                V, T = V_flat[:, live], dt[flat_seg][live]
-                f = dev.f_pm(V)                                          # (2N, F)
+            T = dt[flat]
+            # int w dt = (b T + w0 - w1) / a: exact, with w1 the segment's exact end; idle
+            # segments (u = 0) add exact zeros, cheaper than selecting the live ones
+            if not dev.win and dev.paired:    # a = 1/tau for both devices: the pair's sum
+                it = dev.inv_tau[:N, None]
+                b2 = f_flat[:N] + f_flat[N:]
+                b2 += 2.0 * dev.w_rest * it
+                iw = (b2 * T + pair[:, flat] - pair[:, flat + 1]) / it
+            else:
                 it = dev.inv_tau[:, None]
-                a = it + dev.win * f
-                b = dev.w_rest * it + f
-                # int w dt = (b T + w0 - w1) / a: exact, with w1 the segment's exact end
-                iw = (b * T + w_start[:, flat_seg][:, live] - w_end[:, flat_seg][:, live]) / a
-                self.write += float(np.sum(u[:, live] * (2 * self.g_off * T + self.dg * (iw[:N] + iw[N:]))))
-        for kb, M0, M1 in self._ramps:
-            ws0 = w_start[:N, kb] + w_start[N:, kb]
-            ws1 = w_end[:N, kb] + w_end[N:, kb]
-            self.write += float(np.sum(edge_energy(2 * self.g_off, self.dg, M0, M1, ws0, ws1)))
+                a = it + dev.win * f_flat
+                iw = ((dev.w_rest * it + f_flat) * T + w[:, flat] - w[:, flat + 1]) / a
+                iw = iw[:N] + iw[N:]
+            self.write += float(np.sum(u * (2 * self.g_off * T + self.dg * iw)))
+        if self._ramps:
+            kb = np.concatenate([r[0] for r in self._ramps])
+            M0, M1 = (np.concatenate([r[i] for r in self._ramps], axis=1) for i in (1, 2))
+            self.write += float(np.sum(edge_energy(2 * self.g_off, self.dg, M0, M1,
+                                                   pair[:, kb], pair[:, kb + 1])))
         for kr, r0, r1, T in self._reads:
-            write, read = self._read_energy(w_start[:, kr], w_end[:, kr], r0, r1, T)
+            write, read = self._read_energy(w[:, kr], w[:, kr + 1], r0, r1, T)
             self.write += write
             self.read += read
         self._ramps, self._reads = [], []

@@ -60,6 +60,8 @@ def _default_of(f):
 
 
 _SUPPORTED: set = set()                     # configurations already checked (hashable ones)
+_LAST: list = [None]                        # the last one: an identity test is far cheaper than
+                                            # hashing the nested (frozen) Config
 
 
 def check_supported(cfg: Config) -> None:
@@ -70,8 +72,11 @@ def check_supported(cfg: Config) -> None:
         raise ConfigError(f"twin: ${DEVICE_DIR_ENV} overrides the device model files; the twin "
                           f"implements the shipped vmem.lib / cell_1t1r.lib only; fix: unset "
                           f"{DEVICE_DIR_ENV} or simulate with ngspice")
+    if cfg is _LAST[0]:
+        return
     try:
         if cfg in _SUPPORTED:
+            _LAST[0] = cfg
             return
     except TypeError:                                   # unhashable: check every time
         _check_config_keys(cfg)
@@ -80,6 +85,7 @@ def check_supported(cfg: Config) -> None:
     if len(_SUPPORTED) > 256:
         _SUPPORTED.clear()
     _SUPPORTED.add(cfg)
+    _LAST[0] = cfg
 
 
 def _check_config_keys(cfg: Config) -> None:
