@@ -41,7 +41,7 @@ from ..hardware.variation import interval_factors
 from ..schedule import PulseSchedule
 from .base import EngineRun
 from .twin_crossbar import Crossbar
-from .twin_device import _Devices, _flat_maps, _gl_rule, _ramp_maps
+from .twin_device import _Devices, _flat_maps, _gl_rule, _ramp_maps, sorted_unique
 from .twin_energy import StateEnergy, state_crossbar_energy
 from .twin_support import check_supported
 from .twin_trace import StateReadMaps, run_twin_trace
@@ -66,16 +66,6 @@ def _corners(schedule: PulseSchedule):
     h = schedule.t_rise / 2.0
     t0, w = np.asarray(schedule.t_on, float), np.asarray(schedule.width, float)
     return t0 - h, t0 + h, t0 + w - h, t0 + w + h
-
-
-def _sorted_unique(t):
-    """np.unique(t) for float t, ~3x faster on corner times: a stable sort (radix / merge of
-    the already sorted runs tA, tB, ...) instead of quicksort."""
-    t = np.sort(t, kind="stable")
-    keep = np.empty(t.size, bool)
-    keep[:1] = True
-    np.not_equal(t[1:], t[:-1], out=keep[1:])
-    return t[keep]
 
 
 def _edge_levels(T, corners, pe, ke, rise):
@@ -183,10 +173,7 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     SQ = x_nodes.size
 
     # level tables: H at each full level, and at the nodes of a full rising / falling edge
-    if amp.size and np.all(amp == amp[0]):           # usual: one pulse amplitude
-        levels, lv_p = amp[:1].copy(), np.zeros(amp.size, np.int64)
-    else:
-        levels, lv_p = np.unique(amp, return_inverse=True)
+    levels, lv_p = sorted_unique(amp, inverse=True)
     if xbar.separable:
         Hlev, Hramp = xbar.level_tables(levels, x_nodes)
 
@@ -201,7 +188,7 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
         r_pts = np.array(sorted({(t, v) for a, b in zip(r_on, r_w) for t, v in
                                  ((a - h, 0.0), (a + h, 1.0), (a + b - h, 1.0), (a + b + h, 0.0))}))
         r_pts[:, 1] *= cfg.read.v_read
-    T = _sorted_unique(np.concatenate([[0.0, tstop], tA, tB, tC, tD, st_c[st_c > 0], r_pts[:, 0]]))
+    T = sorted_unique(np.concatenate([[0.0, tstop], tA, tB, tC, tD, st_c[st_c > 0], r_pts[:, 0]]))
     K = T.size - 1
     if reading:
         r_lev = np.interp(T, r_pts[:, 0], r_pts[:, 1], left=0.0, right=0.0)   # exact on corners

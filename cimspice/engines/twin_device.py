@@ -13,14 +13,16 @@ from ..hardware.variation import driver_offsets
 _FEW_DT = 8              # ramp maps: distinct segment lengths summed by matmul (cost ~ count)
 
 
-def _unique_inverse(x):
-    """np.unique(x, return_inverse=True) for 1-D x, without its (here dominant) overhead."""
-    u = np.sort(x)
-    new = np.empty(x.size, bool)
+def sorted_unique(x, inverse: bool = False):
+    """np.unique(x) (with ``inverse``: and np.searchsorted's inverse indices) for 1-D float x,
+    without np.unique's overhead, dominant on the twin's small arrays: a stable sort (it merges
+    already sorted runs, such as the four corner-time arrays) and a mask of the changes."""
+    u = np.sort(x, kind="stable")
+    new = np.empty(u.size, bool)
     new[:1] = True
     np.not_equal(u[1:], u[:-1], out=new[1:])
     u = u[new]
-    return u, np.searchsorted(u, x)
+    return (u, np.searchsorted(u, x)) if inverse else u
 
 
 _RULES: dict = {}
@@ -151,7 +153,7 @@ def _ramp_maps(dev: _Devices, Vn, dt, rule):
         # edges (a few distinct dt): it is evaluated per distinct dt, folded into the
         # quadrature weights (N, U, SQ), and the sums over the nodes are small matmuls
         N = Vn.shape[0]
-        dt_u, inv = _unique_inverse(dt)
+        dt_u, inv = sorted_unique(dt, inverse=True)
         W = np.exp((-_col(dev.inv_tau[:N], 3) * (1.0 - x)[None, :, None]) * dt_u) * wS[:, None]
         W = W.transpose(0, 2, 1)
         t = Vn * (1.0 / dev.p.vs)

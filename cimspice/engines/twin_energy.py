@@ -33,6 +33,7 @@ from ..hardware.devices import VMemParams, sinh_read
 from ..schedule import PulseSchedule
 from .netlist import pwl_points
 from .twin_crossbar import Crossbar
+from .twin_device import sorted_unique
 
 
 def gl01(n: int):
@@ -91,10 +92,7 @@ def state_crossbar_energy(xbar: Crossbar, schedule: PulseSchedule, v_in: float) 
     if not amp.size:
         return 0.0
     if xbar.r_wire == 0:
-        if np.all(amp == amp[0]):                       # usual: one pulse amplitude
-            lv, lv_inv = amp[:1], np.zeros(amp.size, np.int64)
-        else:
-            lv, lv_inv = np.unique(amp, return_inverse=True)
+        lv, lv_inv = sorted_unique(amp, inverse=True)
         p_top, p_edge = _row_powers(xbar, lv)                               # (R, L) each
         r, k = rows, lv_inv.ravel()
         return float(np.sum((schedule.width - tr) * p_top[r, k] + 2.0 * tr * p_edge[r, k]))

@@ -189,13 +189,10 @@ def _evaluate_on(opts: Options, run_dir: Path, cfg, cluster: Cluster, t_start: f
                           f"{run_dir / 'samples'}; rerun the same command to resume") from None
 
     records = collect(run_dir, chosen)
-    # One BLAS thread: the readouts' small solves run 15x slower on threads that compete with
-    # other processes (measured under load), and the figures do not depend on the core count.
-    with threadpool_limits(1):
-        report = compute_report(records, readout=opts.readout, circuit_train=opts.circuit_train,
-                                engine=opts.engine,
-                                n_classes=max(len(ds.classes), int(np.max(ds.labels)) + 1),
-                                class_names=list(ds.classes))
+    report = compute_report(records, readout=opts.readout, circuit_train=opts.circuit_train,
+                            engine=opts.engine,
+                            n_classes=max(len(ds.classes), int(np.max(ds.labels)) + 1),
+                            class_names=list(ds.classes))
     old = old_report if old_report and old_report.get("config_digest") == digest else None
     if timing["n_simulated"] == 0 and old and old.get("timing", {}).get("n_simulated"):
         timing = {**old["timing"], "note": "from the invocation that simulated the samples"}

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from .. import __version__
 from ..config import Config, load_config
@@ -193,15 +192,12 @@ def _summarise(run_dir: Path, ds, units: list[Unit], n_chunks: int, opts: Option
     uninterrupted one would), and their statistics per point."""
     n_classes = max(len(ds.classes), int(np.max(ds.labels)) + 1)
     rows, first = [], []
-    # One BLAS thread: the readouts' small solves run 15x slower on threads that compete with
-    # other processes (measured here under load), and the figures do not depend on the core count.
-    with threadpool_limits(1):
-        for u in units:
-            recs = [r for c in range(n_chunks) for r in _records(run_dir, u, c)]
-            rep = compute_report(recs, readout=opts.readout, circuit_train=True, engine=opts.engine,
-                                 n_classes=n_classes, class_names=list(ds.classes))
-            rows.append(unit_row(u.values, u.seed, rep))
-            first += recs[:1]
+    for u in units:
+        recs = [r for c in range(n_chunks) for r in _records(run_dir, u, c)]
+        rep = compute_report(recs, readout=opts.readout, circuit_train=True, engine=opts.engine,
+                             n_classes=n_classes, class_names=list(ds.classes))
+        rows.append(unit_row(u.values, u.seed, rep))
+        first += recs[:1]
     return {"cimspice_sweep": SWEEP_FORMAT, "engine": opts.engine, "readout": opts.readout,
             "chance": 1.0 / n_classes, "rows": rows, "points": point_stats(rows),
             "versions": versions(first)}
