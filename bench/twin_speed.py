@@ -31,7 +31,7 @@ import numpy as np
 import cimspice
 from cimspice.config import Config
 from cimspice.datasets import audio_stream, make_dataset
-from cimspice.engines import twin_crossbar, twin_energy, twin_wired
+from cimspice.engines import twin_crossbar, twin_energy, twin_kernel, twin_wired
 from cimspice.engines.registry import get_engine
 from cimspice.pipeline import nrmse
 
@@ -64,6 +64,7 @@ def clear_caches() -> None:
     twin_crossbar._TABLE_CACHE.clear()
     twin_energy._POWER_CACHE.clear()
     twin_wired._WIRED_NETS.clear()
+    twin_kernel._DRIVE_CACHE.clear()
 
 
 def one(prep) -> dict:

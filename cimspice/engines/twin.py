@@ -43,6 +43,7 @@ from .base import EngineRun
 from .twin_crossbar import Crossbar
 from .twin_device import _Devices, _flat_maps, _gl_rule, _ramp_maps, sorted_unique
 from .twin_energy import StateEnergy, state_crossbar_energy
+from .twin_kernel import FALL, FLAT, PART, RISE, chain_segments, device_params, drive_tables
 from .twin_support import check_supported
 from .twin_trace import StateReadMaps, run_twin_trace
 
@@ -54,6 +55,7 @@ _RAMP_SUB = 2            # (sinh write: more nodes, see run_twin)
 _RAMP_Q = 4
 _ARRAY_BYTES = 120_000   # target size of the largest temporaries: numpy arrays above glibc's
                         # 128 kB mmap threshold page-fault on every allocation (~4x slower)
+_KERNEL_CHUNK = 1 << 15  # segments per chunk of the compiled loop (its arrays are per entry)
 _BLOCK_DECAY = 600.0     # max decay exponent inside one scan block (exp overflow guard)
 
 
@@ -79,6 +81,30 @@ def _edge_levels(T, corners, pe, ke, rise):
     th0 = np.where(rise, (Tk - tAe) / up_d, (tDe - Tk) / dn_d)
     th1 = np.where(rise, (Tk1 - tAe) / up_d, (tDe - Tk1) / dn_d)
     return th0, th1
+
+
+def _kernel_entries(T, corners, xbar, amp, x_nodes, pe, ke, seg, rise, is_ramp, rows, lv):
+    """The chunk's (segment, pulse) entries for twin_kernel.chain_segments, sorted by segment:
+    (seg, row, level, kind, index into Hpart, Hpart (P, N, SQ)); the currents of edges cut by
+    other corners (PART) at the quadrature nodes come from the Crossbar here."""
+    kind = np.full(ke.size, FLAT, np.int64)
+    part_idx = np.zeros(ke.size, np.int64)
+    Hpart = np.zeros((0, xbar.n, x_nodes.size))
+    er = np.flatnonzero(is_ramp)
+    if er.size:
+        th0, th1 = _edge_levels(T, corners, pe[er], ke[er], rise[er])
+        up = (th0 == 0.0) & (th1 == 1.0)
+        dn = (th0 == 1.0) & (th1 == 0.0)
+        kind[er] = np.where(up, RISE, np.where(dn, FALL, PART))
+        part = ~(up | dn)
+        if part.any():
+            ep, t0p, t1p = er[part], th0[part], th1[part]
+            vnode = amp[pe[ep], None] * (t0p[:, None] + (t1p - t0p)[:, None] * x_nodes[None])
+            hp = xbar.H(np.repeat(rows[ep], x_nodes.size), vnode.ravel())
+            Hpart = np.ascontiguousarray(hp.reshape(ep.size, x_nodes.size, xbar.n).transpose(0, 2, 1))
+            part_idx[ep] = np.arange(ep.size)
+    o = np.argsort(seg, kind="stable")
+    return seg[o], rows[o], lv[o], kind[o], part_idx[o], Hpart
 
 
 # =================================================================================================
@@ -140,13 +166,16 @@ def _scan(A, beta, w0, want, C=None, out=None):
 # =================================================================================================
 
 def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
-             sample_times, w0: float | None = None, draws=None) -> dict:
+             sample_times, w0: float | None = None, draws=None, compiled: bool = True) -> dict:
     """State-device values at ``sample_times`` (M,) s for the deck build_deck(mapping, schedule,
     cfg) describes: ``{"w_plus": (M, N), "w_minus": (M, N)}`` (same meaning as
     ``pipeline.simulate(prep).w_plus / .w_minus``). Times after the stream end read the end
     value (as the raw-file interpolation does); t <= 0 reads w_rest. ``draws``: the sample's
-    hardware.variation.SampleDraws (write noise). Raises ConfigError (see
-    :func:`check_supported`) for configurations the twin does not reproduce.
+    hardware.variation.SampleDraws (write noise). ``compiled``: chain the segments with the
+    compiled loop (:mod:`.twin_kernel`) where it applies (rows superpose, no read pulses);
+    False: the NumPy maps and prefix scan everywhere (the two are compared by the tests).
+    Raises ConfigError (see :func:`check_supported`) for configurations the twin does not
+    reproduce.
     """
     check_supported(cfg)
     st = np.asarray(sample_times, float).ravel()
@@ -216,7 +245,17 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     start = dev.w_rest if w0 is None else float(w0)   # w0: every device's state at t = 0
     out = np.full((2 * N, st.size), start)
     w = np.full(2 * N, start)
-    chunk = max(64, _ARRAY_BYTES // (16 * N))            # (2N, chunk) float arrays
+    fast = compiled and xbar.separable and not reading
+    if fast:                                   # only O(chunk) entry arrays: larger chunks
+        chunk = _KERNEL_CHUNK
+        par = device_params(dev, acc)
+        it_u, tg = sorted_unique(dev.inv_tau, inverse=True)
+        tables = drive_tables(dev, Hlev, Hramp, rule, dev.p.read_nl, noise is not None,
+                              key=xbar.key + (levels.tobytes(),))
+        rate = np.ones(2 * N) if dev.rate is None else np.ascontiguousarray(dev.rate, float)
+        m_all = np.ascontiguousarray(m_seg) if noise is not None else np.ones((N, 1))
+    else:
+        chunk = max(64, _ARRAY_BYTES // (16 * N))        # (2N, chunk) float arrays
     lean = dev.win == 0.0 and dev.p.mode == "linear"     # ramp maps use (N, SQ, .) arrays only
     rblock = max(16, _ARRAY_BYTES // ((8 if lean else 16) * N * SQ))
     for k0 in range(0, K, chunk):
@@ -236,6 +275,20 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
         re, lve = rows_p[pe], lv_p[pe]
         seg = ke - k0
         dt = T[k0 + 1:k1 + 1] - T[k0:k1]
+        sel = np.arange(*np.searchsorted(s_idx, (k0, k1), side="right"))   # s_idx is sorted
+        if fast:
+            want = s_idx[sel] - k0                       # boundaries 1..nk
+            got = np.empty((2 * N, want.size))
+            ent = _kernel_entries(T, (tA, tB, tC, tD), xbar, amp, x_nodes, pe, ke, seg, rise,
+                                  is_ramp_e, re, lve)
+            write = chain_segments(dt, *ent, Hlev, Hramp, *tables, dev.r_tia, dev.offset, m_all,
+                                   noise is not None, k0, par, dev.inv_tau, tg, it_u, rate, x_nodes,
+                                   rule[2], rule[3], rule[6], rule[4], acc is not None, w,
+                                   want, got)
+            if acc is not None:
+                acc.write += write
+            out[:, s_ord[sel]] = got
+            continue
         ramp_seg = np.zeros(nk, bool)
         ramp_seg[seg[is_ramp_e]] = True
         flat_seg = ~ramp_seg
@@ -325,7 +378,6 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                 A[:, kr], beta[:, kr] = read_maps(r_lev[k0 + kr], r_lev[k0 + kr + 1], dt[kr])
                 if acc is not None:
                     acc.reads(kr, r_lev[k0 + kr], r_lev[k0 + kr + 1], dt[kr])
-        sel = np.arange(*np.searchsorted(s_idx, (k0, k1), side="right"))   # s_idx is sorted
         # window off: A = dt/tau for every device, so its running sum is an outer product
         C = np.outer(dev.inv_tau, np.cumsum(dt)) if dev.win == 0.0 else None
         if acc is not None:                  # w at every segment end: the samples are among them
