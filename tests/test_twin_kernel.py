@@ -1,7 +1,7 @@
 """The twin's compiled inner loop (engines/twin_kernel.py) against its NumPy path.
 
-Both compute the same segment maps from the same equations; they differ in how the maps are
-chained: the compiled loop applies them one by one, the NumPy path by a blocked log-domain
+Both compute the same segment maps from the same equations (read segments: the same
+StateReadMaps); they differ in how the maps are chained: the compiled loop applies them one by one, the NumPy path by a blocked log-domain
 prefix scan, whose rounding grows with the accumulated decay inside a block (up to e^600).
 Measured on dvs-bars samples 0-2 over 11 configurations: |w| differences <= 1e-14 (linear
 write), <= 3.5e-12 (sinh write, steeper maps); write energies within 8e-14 relative. Bounds
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import cimspice
+from cli_helpers import first_events
 from cimspice.config import Config, check_config
 from cimspice.datasets import make_dataset, save_dataset
 from cimspice.engines import twin, twin_kernel
@@ -68,6 +69,10 @@ CASES = [
                                             "write_noise": 0.05, "g_sigma": 0.05,
                                             "driver_offset": 0.01, "seed": 3}}),
     ("no-energy", {"energy": {"accounting": False}}),
+    ("read-pulses", {"read": {"mode": "pulse"}}),
+    ("read-pulses-offsets-1r-read-nl", {"read": {"mode": "pulse"}, "circuit": {"access": "none"},
+                                        "device": {"read_nl": 1.0},
+                                        "variation": {"driver_offset": 0.02, "seed": 1}}),
 ]
 
 
@@ -79,19 +84,21 @@ def test_compiled_loop_matches_numpy_path(bars, name, changes):
     _assert_same(a, b)
     if name != "no-energy":
         assert a["energy"]["write_J"] > 0
+    if name.startswith("read"):
+        assert a["energy"]["read_J"] > 0
+        np.testing.assert_allclose(a["sensed"], b["sensed"], rtol=0, atol=W_TOL)
 
 
-def test_read_pulses_and_wired_cells_take_the_numpy_path(bars, monkeypatch):
-    """Outside its domain (read pulses, non-linear cells on wires) the compiled loop is not
-    called: the results do not depend on ``compiled``."""
+def test_wired_cells_take_the_numpy_path(bars, monkeypatch):
+    """Outside its domain (non-linear cells on wires: rows do not superpose) the compiled loop
+    is not called: the results do not depend on ``compiled``."""
     def refuse(*a):
         raise AssertionError("compiled loop called outside its domain")
     monkeypatch.setattr(twin, "chain_segments", refuse)
-    for changes in ({"read": {"mode": "pulse"}}, {"circuit": {"r_wire": 5.0}}):
-        cfg = check_config(Config().replace(**changes))
-        prep = cimspice.build(cimspice.load_events(str(bars), index=0), cfg)
-        a, b = _both(prep)
-        _assert_same(a, b)
+    cfg = check_config(Config().replace(circuit={"r_wire": 5.0}))
+    prep = cimspice.build(first_events(bars, 0), cfg)
+    a, b = _both(prep)
+    _assert_same(a, b)
 
 
 def test_cut_edges_overlaps_and_chunks(monkeypatch):

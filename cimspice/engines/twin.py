@@ -83,6 +83,16 @@ def _edge_levels(T, corners, pe, ke, rise):
     return th0, th1
 
 
+def _read_segments(in_read, ke, k0, k1):
+    """Indices (in the chunk [k0, k1)) of its read segments; a write pulse in a read slot
+    (``ke``: the segments of the chunk's write entries) is refused."""
+    kr = np.flatnonzero(in_read[k0:k1])
+    if kr.size and np.any(in_read[ke]):
+        raise InputError("schedule: a write pulse overlaps a read slot; fix: build the "
+                         "schedule with schedule.reserve_reads")
+    return kr
+
+
 def _kernel_entries(T, corners, xbar, amp, x_nodes, pe, ke, seg, rise, is_ramp, rows, lv):
     """The chunk's (segment, pulse) entries for twin_kernel.chain_segments, sorted by segment:
     (seg, row, level, kind, index into Hpart, Hpart (P, N, SQ)); the currents of edges cut by
@@ -245,7 +255,7 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     start = dev.w_rest if w0 is None else float(w0)   # w0: every device's state at t = 0
     out = np.full((2 * N, st.size), start)
     w = np.full(2 * N, start)
-    fast = compiled and xbar.separable and not reading
+    fast = compiled and xbar.separable
     if fast:                                   # only O(chunk) entry arrays: larger chunks
         chunk = _KERNEL_CHUNK
         par = device_params(dev, acc)
@@ -281,12 +291,22 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
             got = np.empty((2 * N, want.size))
             ent = _kernel_entries(T, (tA, tB, tC, tD), xbar, amp, x_nodes, pe, ke, seg, rise,
                                   is_ramp_e, re, lve)
+            kr = _read_segments(in_read, ke, k0, k1) if reading else np.zeros(0, np.int64)
+            rmap = np.full(nk if kr.size else 0, -1, np.int64)
+            rmap[kr] = np.arange(kr.size)
+            r0, r1 = (r_lev[k0 + kr], r_lev[k0 + kr + 1]) if kr.size else (None, None)
+            ra, rb = read_maps(r0, r1, dt[kr], log=False) if kr.size else (np.zeros((0, 0)),) * 2
+            wr0, wr1 = np.empty((2 * N, kr.size)), np.empty((2 * N, kr.size))
             write = chain_segments(dt, *ent, Hlev, Hramp, *tables, dev.r_tia, dev.offset, m_all,
                                    noise is not None, k0, par, dev.inv_tau, tg, it_u, rate, x_nodes,
-                                   rule[2], rule[3], rule[6], rule[4], acc is not None, w,
-                                   want, got)
+                                   rule[2], rule[3], rule[6], rule[4], acc is not None, rmap,
+                                   np.ascontiguousarray(ra), rb, wr0, wr1, w, want, got)
             if acc is not None:
                 acc.write += write
+                if kr.size:
+                    e_write, e_read = acc.read_energy(wr0, wr1, r0, r1, dt[kr])
+                    acc.write += e_write
+                    acc.read += e_read
             out[:, s_ord[sel]] = got
             continue
         ramp_seg = np.zeros(nk, bool)
@@ -370,11 +390,8 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
                     if acc is not None:
                         acc.ramp(kb, Vn, dt[kb])
         if reading:
-            kr = np.flatnonzero(in_read[k0:k1])
+            kr = _read_segments(in_read, ke, k0, k1)
             if kr.size:
-                if np.any(in_read[ke]):
-                    raise InputError("schedule: a write pulse overlaps a read slot; fix: build the "
-                                     "schedule with schedule.reserve_reads")
                 A[:, kr], beta[:, kr] = read_maps(r_lev[k0 + kr], r_lev[k0 + kr + 1], dt[kr])
                 if acc is not None:
                     acc.reads(kr, r_lev[k0 + kr], r_lev[k0 + kr + 1], dt[kr])
@@ -384,7 +401,11 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
             w_all = np.empty((2 * N, nk + 1))                # w at every segment boundary
             w_all[:, 0] = w
             _scan(A, beta, w, np.arange(nk), C, out=w_all[:, 1:])
-            acc.chunk(w_all, flat_k, V_flat, f_flat, dt)
+            fk, Vf, ff = flat_k, V_flat, f_flat
+            if reading:     # read segments carry their own energy (acc.reads), not the idle
+                keep = ~in_read[k0 + flat_k]                 # driver's as well
+                fk, Vf, ff = flat_k[keep], V_flat[:, keep], f_flat[:, keep]
+            acc.chunk(w_all, fk, Vf, ff, dt)
             got, w = w_all[:, s_idx[sel] - k0], w_all[:, -1].copy()
         else:
             got, w = _scan(A, beta, w, s_idx[sel] - k0 - 1, C)

@@ -204,12 +204,12 @@ class StateEnergy:
             self.write += float(np.sum(edge_energy(2 * self.g_off, self.dg, M0, M1,
                                                    pair[:, kb], pair[:, kb + 1])))
         for kr, r0, r1, T in self._reads:
-            write, read = self._read_energy(w[:, kr], w[:, kr + 1], r0, r1, T)
+            write, read = self.read_energy(w[:, kr], w[:, kr + 1], r0, r1, T)
             self.write += write
             self.read += read
         self._ramps, self._reads = [], []
 
-    def _read_energy(self, w0, w1, r0, r1, T) -> tuple[float, float]:
+    def read_energy(self, w0, w1, r0, r1, T) -> tuple[float, float]:
         """(write part, read part) of the device energy over read segments: device i sees
         ``v_i = idle_i + r`` (idle: its driver's output between writes, 0 unless the chip has
         driver offsets) and draws ``G(w_i) s(v_i)``; the read pulse delivers ``r G s``, the

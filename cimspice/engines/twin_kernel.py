@@ -1,6 +1,6 @@
 """The circuit twin's compiled inner loop (numba): one pass over the segments of a chunk of the
 global time axis for an array whose rows superpose (``Crossbar.separable``: r_wire = 0, or 1R
-cells on wires) and no read pulses, the configurations a run is usually made of.
+cells on wires), the configurations a run is usually made of.
 
 It computes what the NumPy path of :func:`cimspice.engines.twin.run_twin` computes, to
 rounding (same equations, same quadrature, same energy formulas of :mod:`.twin_energy`;
@@ -130,7 +130,7 @@ def _drive(I, n, k, r_tia, m, has_m, offset, vc):
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled, Ftop, Utop,
                    Fr, Mr, r_tia, offset, m, has_m, k_off, par, inv_tau, tg, it_u, rate,
-                   x, wq, Cm, wS, S, energy, w, want, got):
+                   x, wq, Cm, wS, S, energy, rmap, ra, rb, wr0, wr1, w, want, got):
     """Chain the maps of segments 0..K-1 (durations ``dt`` (K,) s) from ``w`` (2N,) in place.
 
     Entries (E,) sorted by segment ``seg``: row ``erow``, level index ``elv``, kind ``ekind``
@@ -141,8 +141,11 @@ def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled,
     factors, column k_off + k for segment k (``has_m``). ``inv_tau`` (2N,) 1/s, ``tg`` (2N,):
     each device's index in the distinct values ``it_u``; ``rate`` (2N,): write-rate factors;
     ``x, wq, Cm, wS, S``: the Gauss rule (twin_device._gl_rule). ``want``: sorted boundary
-    indices 1..K; ``got[:, i]`` receives w after segment ``want[i] - 1``. Returns the devices'
-    write energy (J) when ``energy``, else 0."""
+    indices 1..K; ``got[:, i]`` receives w after segment ``want[i] - 1``. Read segments
+    (``rmap[k] = i >= 0``; ``rmap`` empty: none) apply the map ``w <- ra[:, i] w + rb[:, i]``
+    (twin_trace.StateReadMaps) and keep w before / after in ``wr0[:, i]`` / ``wr1[:, i]``
+    for their energy. Returns the devices' write energy (J) over the write segments when
+    ``energy``, else 0."""
     N = r_tia.size
     SQ = x.size
     Q = wq.size
@@ -181,6 +184,13 @@ def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled,
             for d in range(w.size):
                 got[d, g] = w[d]
             g += 1
+        if rmap.size and rmap[k] >= 0:         # a read segment (no write entry in it)
+            i = rmap[k]
+            for d in range(w.size):
+                wr0[d, i] = w[d]
+                w[d] = ra[d, i] * w[d] + rb[d, i]
+                wr1[d, i] = w[d]
+            continue
         T = dt[k]
         e0 = e
         ramp = False

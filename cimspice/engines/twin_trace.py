@@ -161,7 +161,8 @@ class StateReadMaps:
         self.inv_tau = dev.inv_tau[:, None]
         self.rate = None if dev.rate is None else dev.rate[:, None]
 
-    def __call__(self, r0, r1, dt):
+    def __call__(self, r0, r1, dt, log: bool = True):
+        """(A = -log alpha, beta); ``log`` False: (alpha, beta)."""
         D, S = self.v0.shape[0], dt.size
         alpha, beta = np.empty((D, S)), np.empty((D, S))
         flat = r0 == r1
@@ -176,7 +177,7 @@ class StateReadMaps:
                 np.broadcast_to(dt[e], shape).ravel(), np.broadcast_to(it, shape).ravel(),
                 None if rt is None else np.broadcast_to(rt, shape).ravel())
             alpha[:, e], beta[:, e] = a_.reshape(shape), b_.reshape(shape)
-        return -np.log(alpha), beta
+        return (-np.log(alpha) if log else alpha), beta
 
 
 # ------------------------------------------------------------------------------ waveforms
