@@ -32,7 +32,7 @@ import numpy as np
 
 from .twin_energy import u_of
 
-__all__ = ["chain_segments", "device_params", "drive_tables"]
+__all__ = ["chain_pieces", "chain_segments", "device_params", "drive_tables"]
 
 # indices of the packed device parameters (one float array: one compiled signature)
 _MODE, _K, _VS, _LAM, _ETA, _VTH, _WIN, _W_REST, _G_OFF, _DG, _RNL, _V_CLAMP = range(12)
@@ -105,9 +105,13 @@ def _f_pair(V, par):
         if V > 0.0:
             return kv, -kv * e
         return kv * e, -kv
-    s = (0.5 * par[_LAM]) * np.sinh(par[_ETA] * V)
-    return (s * (1.0 + np.tanh((V - par[_VTH]) / par[_VS])),
-            -s * (1.0 + np.tanh((-V - par[_VTH]) / par[_VS])))
+    # sinh law f(+-V) = +-lam/2 sinh(eta V) (1 + tanh((+-V - vth)/vs)): sinh from expm1
+    # (em (em + 2) / (2 (em + 1)), no cancellation at small eta V), 1 + tanh(z) = 2/(1 + e^{-2z})
+    em = np.expm1(par[_ETA] * V)
+    s = (0.5 * par[_LAM]) * (em * (em + 2.0) / (2.0 * (em + 1.0)))
+    c = -2.0 / par[_VS]
+    return (2.0 * s / (1.0 + np.exp(c * (V - par[_VTH]))),
+            -2.0 * s / (1.0 + np.exp(c * (-V - par[_VTH]))))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -341,3 +345,16 @@ def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled,
             got[d, g] = w[d]
         g += 1
     return write
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def chain_pieces(alpha, beta, w, w_start):
+    """The trace twin's rows: ``w_start[r, j]`` = w before piece j of row r, chaining
+    ``w <- alpha[r, j] w + beta[r, j]`` from ``w`` (R,) (modified in place), all (R, J)."""
+    R, J = alpha.shape
+    for r in range(R):
+        x = w[r]
+        for j in range(J):
+            w_start[r, j] = x
+            x = alpha[r, j] * x + beta[r, j]
+        w[r] = x

@@ -31,7 +31,9 @@ from ..hardware.trace import trace_sensed_from_w
 from ..hardware.variation import trace_write_levels
 from ..schedule import PulseSchedule
 from .twin_crossbar import Crossbar
+from .twin_device import sorted_unique
 from .twin_energy import trace_crossbar_energy, trace_device_energy
+from .twin_kernel import chain_pieces
 
 GAP, UP, FLAT, DOWN = 0, 1, 2, 3
 _EDGE_POINTS = 4001
@@ -55,7 +57,12 @@ def coeffs(p: VMemParams, v, inv_tau=None, rate=None):
 
 def const_map(p: VMemParams, v, T, inv_tau=None, rate=None):
     """(alpha, beta) of a constant drive ``v`` held for ``T`` (arrays broadcast)."""
-    a, b = coeffs(p, v, inv_tau, rate)
+    v = np.asarray(v, float)
+    if inv_tau is None and rate is None and v.ndim == 1 and v.size > 8:
+        u, inv = sorted_unique(v, inverse=True)    # a stream's pieces have a few levels
+        a, b = (np.broadcast_to(c, u.shape)[inv] for c in coeffs(p, u))
+    else:
+        a, b = coeffs(p, v, inv_tau, rate)
     alpha = np.exp(-a * np.asarray(T, float))
     return alpha, b / a * (1.0 - alpha)
 
@@ -135,16 +142,32 @@ def unique_edge_maps(p, v0, v1, T, it, rt):
     identical pulses has a handful of distinct edges)."""
     cols = [np.asarray(c, float) for c in (v0, v1, T, it, rt) if c is not None]
     if all(np.all(c == c.flat[0]) for c in cols[2:]):     # the usual case: one T, one law
-        keys, inv = np.unique(cols[0] + 1j * cols[1], return_inverse=True)
-        keys = np.stack([keys.real, keys.imag] + [np.full(keys.size, c.flat[0]) for c in cols[2:]],
-                        axis=1)
+        if not cols[0].any() or not cols[1].any():         # whole rising / falling edges:
+            u, inv = sorted_unique(cols[0] + cols[1], inverse=True)    # one level each
+            z = np.zeros(u.size)
+            keys = np.stack([z, u] if not cols[0].any() else [u, z], axis=1)
+        else:
+            keys, inv = np.unique(cols[0] + 1j * cols[1], return_inverse=True)
+            keys = np.stack([keys.real, keys.imag], axis=1)
+        keys = np.concatenate([keys, np.tile([c.flat[0] for c in cols[2:]], (keys.shape[0], 1))],
+                              axis=1)
     else:
         keys, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
     inv = inv.ravel()
-    alpha, beta = edge_maps(p, keys[:, 0], keys[:, 1], keys[:, 2],
-                            keys[:, 3] if it is not None else None,
-                            keys[:, 3 + (it is not None)] if rt is not None else None)
+    ck = (p, keys.tobytes(), it is None, rt is None)
+    hit = _EDGE_CACHE.get(ck)              # the distinct edges of a stream: the same few levels
+    if hit is None:                        # (write, read) on every sample of a run
+        hit = edge_maps(p, keys[:, 0], keys[:, 1], keys[:, 2],
+                        keys[:, 3] if it is not None else None,
+                        keys[:, 3 + (it is not None)] if rt is not None else None)
+        if len(_EDGE_CACHE) > 256:
+            _EDGE_CACHE.clear()
+        _EDGE_CACHE[ck] = hit
+    alpha, beta = hit
     return alpha[inv], beta[inv]
+
+
+_EDGE_CACHE: dict = {}
 
 
 class StateReadMaps:
@@ -237,10 +260,7 @@ def chain_rows(p: VMemParams, table, times: np.ndarray, t_rise: float, keep: lis
     T = np.where(edge, t_rise, T)                            # an edge lasts t_rise exactly
     alpha, beta = piece_maps(p, kind, lv, T, 1.0, it, rt)
     w_start = np.empty((R, J))
-    w = np.full(R, p.w0)
-    for j in range(J):
-        w_start[:, j] = w
-        w = alpha[:, j] * w + beta[:, j]
+    chain_pieces(alpha, beta, np.full(R, p.w0), w_start)
     if keep is not None:
         keep.append((alpha, beta, w_start))
     M = times.size
