@@ -55,7 +55,7 @@ _RAMP_SUB = 2            # (sinh write: more nodes, see run_twin)
 _RAMP_Q = 4
 _ARRAY_BYTES = 120_000   # target size of the largest temporaries: numpy arrays above glibc's
                         # 128 kB mmap threshold page-fault on every allocation (~4x slower)
-_KERNEL_CHUNK = 1 << 15  # segments per chunk of the compiled loop (its arrays are per entry)
+_KERNEL_CHUNK = 8192     # segments per chunk of the compiled loop (its arrays are per entry)
 _BLOCK_DECAY = 600.0     # max decay exponent inside one scan block (exp overflow guard)
 
 
