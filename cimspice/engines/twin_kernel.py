@@ -180,6 +180,12 @@ def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled,
     T_flat = -1.0
     T_ramp = -1.0
     it_max = it_u.max() if U else 0.0
+    # the maps of segments holding one full edge alone (tabled drive): a function of the edge
+    # (level, row, direction) and of its length only, kept while the length is the same
+    RA = np.empty((Fr.shape[0], Fr.shape[1], 2, 2 * N))
+    RB = np.empty((Fr.shape[0], Fr.shape[1], 2, 2 * N))
+    Rok = np.zeros((Fr.shape[0], Fr.shape[1], 2), np.bool_)
+    T_one = -1.0
     write = 0.0
     e = 0
     g = 0
@@ -268,11 +274,23 @@ def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled,
                 for q in range(SQ):
                     EW[u, q] = wS[q] * np.exp(-(it_u[u] * (1.0 - x[q])) * T)
             T_ramp = T
+        dd = kd - RISE
+        if one and T != T_one:          # a new edge length: forget the kept edge maps
+            Rok[:, :, :] = False
+            T_one = T
+        cached = one and Rok[lv, r, dd]
         for n in range(N):
             M0 = 0.0
             M1 = 0.0
+            pair0 = w[n] + w[n + N]
+            if cached:                  # the same full edge alone, the same length: its map
+                for d in (n, n + N):
+                    w[d] = RA[lv, r, dd, d] * w[d] + RB[lv, r, dd, d]
+                if energy:
+                    M0, M1 = Mr[lv, r, dd, 0, n] * h, Mr[lv, r, dd, 1, n] * h
+                    write += 2.0 * g_off * M0 + dg * (pair0 * (M0 - M1) + (w[n] + w[n + N]) * M1)
+                continue
             if one:
-                dd = kd - RISE
                 for q in range(SQ):
                     fq[0, q] = Fr[lv, r, dd, n, q]
                     fq[1, q] = Fr[lv, r, dd, n + N, q]
@@ -306,7 +324,6 @@ def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled,
                         uq = wS[q] * _u(Vn[q], rnl)
                         M0 += uq
                         M1 += uq * x[q]
-            pair0 = w[n] + w[n + N]
             for side in range(2):
                 d = n + side * N
                 it = inv_tau[d]
@@ -316,7 +333,10 @@ def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled,
                     beta = 0.0
                     for q in range(SQ):
                         beta += EW[u, q] * fq[side, q]
-                    w[d] = dec[u] * w[d] + beta * h - w_rest * decm1[u]
+                    alpha, beta = dec[u], beta * h - w_rest * decm1[u]
+                    w[d] = alpha * w[d] + beta
+                    if one:
+                        RA[lv, r, dd, d], RB[lv, r, dd, d] = alpha, beta
                     continue
                 for q in range(SQ):
                     a[q] = fq[side, q] + it
@@ -335,11 +355,16 @@ def chain_segments(dt, seg, erow, elv, ekind, epart, Hpart, Hlev, Hramp, tabled,
                 beta = 0.0
                 for q in range(SQ):
                     beta += wS[q] * (fq[side, q] + w_rest * it) * np.exp(-(A - eA[q]))
-                w[d] = np.exp(-A) * w[d] + beta * h
+                alpha, beta = np.exp(-A), beta * h
+                w[d] = alpha * w[d] + beta
+                if one:
+                    RA[lv, r, dd, d], RB[lv, r, dd, d] = alpha, beta
             if energy:
                 M0 *= h
                 M1 *= h
                 write += 2.0 * g_off * M0 + dg * (pair0 * (M0 - M1) + (w[n] + w[n + N]) * M1)
+        if one:
+            Rok[lv, r, dd] = True
     while g < want.size:                    # want[g] == K: the chunk's end
         for d in range(w.size):
             got[d, g] = w[d]
