@@ -292,11 +292,12 @@ def trace_crossbar_energy(mapping, cfg: Config, params: list[VMemParams], table,
     R = mapping.n_inputs
     K = len(params)
     # read pieces of every row in time order: (R + 1, M, 3) piece indices (up, flat, down)
-    idx = [np.flatnonzero(read_flag[r] & (kind[r] != GAP)) for r in range(R + 1)]
-    M = idx[0].size // 3
+    # (every row holds the same reads: 3 M pieces each, in row-major order from nonzero)
+    rows, cols = np.nonzero(read_flag[:R + 1] & (kind[:R + 1] != GAP))
+    M = int(np.count_nonzero(rows == 0)) // 3
     if M == 0 or not blocks:
         return 0.0
-    idx = np.stack([i.reshape(M, 3) for i in idx])
+    idx = cols.reshape(R + 1, M, 3)
     rr = np.arange(R + 1)[:, None, None]
     T = t1[rr, idx] - t0[rr, idx]                                           # (R + 1, M, 3)
     T_read = T[0]                                                           # the same on every row

@@ -303,7 +303,7 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     K = taus.size
     tstop = float(schedule.duration)
     r_on, r_w = schedule.read_corners()
-    params = [vmem_params(cfg, float(t)) for t in taus]
+    params = [_params(cfg.device, cfg, float(t)) for t in taus]
     levels = trace_write_levels(cfg, taus, draws)        # (P, K), as the deck's sources
     noisy = levels is not None
     if not noisy:
@@ -320,7 +320,7 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
             lv = np.concatenate([levels[sel, k], np.full(r_on.size, rd.v_read)])
             rows.append(row_pieces(t[o], np.concatenate([schedule.width[sel], r_w])[o], lv[o],
                                    schedule.t_rise, tstop))
-            flags.append(np.r_[np.zeros(sel.size, bool), np.ones(r_on.size, bool)][o])
+            flags.append(np.concatenate([np.zeros(sel.size, bool), np.ones(r_on.size, bool)])[o])
         rows.append(row_pieces(r_on, r_w, np.full(r_on.size, rd.v_read), schedule.t_rise, tstop))
         flags.append(np.ones(r_on.size, bool))
         tables.append(pad_rows(rows))
@@ -376,6 +376,20 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
         else:
             sensed[:, states] = xbar.net.currents(vx[:, :, k])
     return {"sensed": sensed, "w_trace": w_trace, "w_ref": w_ref, "energy": energy}
+
+
+_PARAMS: dict = {}
+
+
+def _params(device_section, cfg: Config, tau: float):
+    """vmem_params(cfg, tau), cached by the (frozen) [device] section, t_p and tau."""
+    key = (device_section, cfg.events.t_p, tau)
+    hit = _PARAMS.get(key)
+    if hit is None:
+        if len(_PARAMS) > 64:
+            _PARAMS.clear()
+        hit = _PARAMS[key] = vmem_params(cfg, tau)
+    return hit
 
 
 def _blocks(mapping: CircuitMapping, cfg: Config) -> dict:
