@@ -25,7 +25,7 @@ import cimspice
 from cli_helpers import first_events
 from cimspice.config import Config, check_config
 from cimspice.datasets import make_dataset, save_dataset
-from cimspice.engines import twin, twin_cells, twin_crossbar, twin_wired
+from cimspice.engines import twin, twin_cells, twin_crossbar, twin_device, twin_wired
 from cimspice.engines.netlist import build_dc_deck, pwl_points
 from cimspice.engines.ngspice import run_ngspice
 from cimspice.engines.twin import check_supported, run_twin
@@ -396,3 +396,19 @@ def test_twin_refuses_dense_waveforms_in_one_line(bars, tmp_path):
 def test_channel_pool_reaches_the_twin_through_the_schedule():
     """[events] channel_pool acts before the schedule (the twin sees pooled rows): accepted."""
     check_supported(Config().replace(events={"channel_pool": 4}))
+
+
+def test_device_law_follows_the_write_width(bars):
+    """The presets' write laws scale with [events] t_p: a state twin run after another t_p
+    (the same [device] section) uses its own law, as a run in a fresh process does."""
+    sample = first_events(bars)
+    cfg_a = _cfg(device={"preset": "ideal"})
+    cfg_b = _cfg(device={"preset": "ideal"}, events={"t_p": 50e-6})
+    pa, pb = cimspice.build(sample, cfg_a), cimspice.build(sample, cfg_b)
+    twin_device._VMEM_CACHE.clear()
+    fresh = run_twin(pb.mapping, pb.schedule, pb.cfg, pb.sample_times)["w_plus"]
+    twin_device._VMEM_CACHE.clear()
+    a = run_twin(pa.mapping, pa.schedule, pa.cfg, pa.sample_times)["w_plus"]
+    after_a = run_twin(pb.mapping, pb.schedule, pb.cfg, pb.sample_times)["w_plus"]
+    np.testing.assert_array_equal(after_a, fresh)
+    assert np.abs(a - fresh).max() > 1e-3           # the two laws differ: the test can fail

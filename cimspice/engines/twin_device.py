@@ -49,16 +49,18 @@ def _gl_rule(S, Q):
 _VMEM_CACHE: dict = {}
 
 
-def _vmem(device_section, cfg, tau):
-    """vmem_params(cfg, tau), cached by the (frozen, hashable) [device] section."""
+def vmem(cfg: Config, tau: float):
+    """vmem_params(cfg, tau), cached by what it reads: the (frozen, hashable) [device] section,
+    [events] t_p (the presets' write laws scale with it) and tau."""
+    key = (cfg.device, cfg.events.t_p, tau)
     try:
-        hit = _VMEM_CACHE.get(device_section)
+        hit = _VMEM_CACHE.get(key)
     except TypeError:                            # unhashable section: no cache
         return vmem_params(cfg, tau)
     if hit is None:
         if len(_VMEM_CACHE) > 64:
             _VMEM_CACHE.clear()
-        hit = _VMEM_CACHE[device_section] = vmem_params(cfg, tau)
+        hit = _VMEM_CACHE[key] = vmem_params(cfg, tau)
     return hit
 
 
@@ -70,7 +72,7 @@ class _Devices:
 
     def __init__(self, mapping: CircuitMapping, cfg: Config):
         tau = np.asarray(mapping.tau, float)
-        self.p = _vmem(cfg.device, cfg, float(tau[0]))   # f(V) depends on [device] keys only
+        self.p = vmem(cfg, float(tau[0]))     # the law; each device's own tau is inv_tau below
         chip = mapping.chip
         tau2 = np.concatenate([tau, tau])
         self.inv_tau = 1.0 / (tau2 if chip is None else tau2 * np.asarray(chip.tau, float))   # (2N,)

@@ -26,12 +26,12 @@ import numpy as np
 from ..config import Config
 from ..errors import InputError
 from ..hardware.devices import VMemParams, f_depress, f_write, sinh_read
-from ..hardware.mapping import CircuitMapping, vmem_params
+from ..hardware.mapping import CircuitMapping
 from ..hardware.trace import trace_sensed_from_w
 from ..hardware.variation import trace_write_levels
 from ..schedule import PulseSchedule
 from .twin_crossbar import Crossbar
-from .twin_device import sorted_unique
+from .twin_device import sorted_unique, vmem
 from .twin_energy import trace_crossbar_energy, trace_device_energy
 from .twin_kernel import chain_pieces
 
@@ -303,7 +303,7 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
     K = taus.size
     tstop = float(schedule.duration)
     r_on, r_w = schedule.read_corners()
-    params = [_params(cfg.device, cfg, float(t)) for t in taus]
+    params = [vmem(cfg, float(t)) for t in taus]
     levels = trace_write_levels(cfg, taus, draws)        # (P, K), as the deck's sources
     noisy = levels is not None
     if not noisy:
@@ -376,20 +376,6 @@ def run_twin_trace(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config
         else:
             sensed[:, states] = xbar.net.currents(vx[:, :, k])
     return {"sensed": sensed, "w_trace": w_trace, "w_ref": w_ref, "energy": energy}
-
-
-_PARAMS: dict = {}
-
-
-def _params(device_section, cfg: Config, tau: float):
-    """vmem_params(cfg, tau), cached by the (frozen) [device] section, t_p and tau."""
-    key = (device_section, cfg.events.t_p, tau)
-    hit = _PARAMS.get(key)
-    if hit is None:
-        if len(_PARAMS) > 64:
-            _PARAMS.clear()
-        hit = _PARAMS[key] = vmem_params(cfg, tau)
-    return hit
 
 
 def _blocks(mapping: CircuitMapping, cfg: Config) -> dict:
