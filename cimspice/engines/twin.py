@@ -182,8 +182,8 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     ``pipeline.simulate(prep).w_plus / .w_minus``). Times after the stream end read the end
     value (as the raw-file interpolation does); t <= 0 reads w_rest. ``draws``: the sample's
     hardware.variation.SampleDraws (write noise). ``compiled``: chain the segments with the
-    compiled loop (:mod:`.twin_kernel`) where it applies (rows superpose, no read pulses);
-    False: the NumPy maps and prefix scan everywhere (the two are compared by the tests).
+    compiled loop (:mod:`.twin_kernel`) where it applies (the rows superpose); False: the NumPy
+    maps and prefix scan everywhere (the two are compared by the tests).
     Raises ConfigError (see :func:`check_supported`) for configurations the twin does not
     reproduce.
     """
@@ -258,16 +258,16 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
     fast = compiled and xbar.separable
     if fast:                                   # only O(chunk) entry arrays: larger chunks
         chunk = _KERNEL_CHUNK
-        par = device_params(dev, acc)
+        par = device_params(dev)
         it_u, tg = sorted_unique(dev.inv_tau, inverse=True)
-        tables = drive_tables(dev, Hlev, Hramp, rule, dev.p.read_nl, noise is not None,
-                              key=xbar.key + (levels.tobytes(),))
+        tables = drive_tables(dev, Hlev, Hramp, rule, noise is not None,
+                              xbar.key + (levels.tobytes(),))
         rate = np.ones(2 * N) if dev.rate is None else np.ascontiguousarray(dev.rate, float)
         m_all = np.ascontiguousarray(m_seg) if noise is not None else np.ones((N, 1))
     else:
         chunk = max(64, _ARRAY_BYTES // (16 * N))        # (2N, chunk) float arrays
-    lean = dev.win == 0.0 and dev.p.mode == "linear"     # ramp maps use (N, SQ, .) arrays only
-    rblock = max(16, _ARRAY_BYTES // ((8 if lean else 16) * N * SQ))
+        lean = dev.win == 0.0 and dev.p.mode == "linear"     # ramp maps: (N, SQ, .) arrays only
+        rblock = max(16, _ARRAY_BYTES // ((8 if lean else 16) * N * SQ))
     for k0 in range(0, K, chunk):
         k1 = min(K, k0 + chunk)
         nk = k1 - k0
@@ -300,7 +300,7 @@ def run_twin(mapping: CircuitMapping, schedule: PulseSchedule, cfg: Config,
             write = chain_segments(dt, *ent, Hlev, Hramp, *tables, dev.r_tia, dev.offset, m_all,
                                    noise is not None, k0, par, dev.inv_tau, tg, it_u, rate, x_nodes,
                                    rule[2], rule[3], rule[6], rule[4], acc is not None, rmap,
-                                   np.ascontiguousarray(ra), rb, wr0, wr1, w, want, got)
+                                   ra, rb, wr0, wr1, w, want, got)
             if acc is not None:
                 acc.write += write
                 if kr.size:

@@ -41,21 +41,18 @@ _MODE, _K, _VS, _LAM, _ETA, _VTH, _WIN, _W_REST, _G_OFF, _DG, _RNL, _V_CLAMP = r
 FLAT, RISE, FALL, PART = 0, 1, 2, 3
 
 
-def device_params(dev, energy) -> np.ndarray:
-    """The devices' scalar parameters packed for :func:`chain_segments` (dev: twin_device._Devices,
-    energy: the run's twin_energy.StateEnergy or None)."""
+def device_params(dev) -> np.ndarray:
+    """The devices' scalar parameters packed for :func:`chain_segments` (dev:
+    twin_device._Devices; g_off, g_on - g_off and the read law as twin_energy.StateEnergy)."""
     p = dev.p
-    g_off = energy.g_off if energy is not None else 0.0
-    dg = energy.dg if energy is not None else 0.0
-    rnl = energy.rnl if energy is not None else 0.0
     return np.array([0.0 if p.mode == "linear" else 1.0, p.k, p.vs, p.lam, p.eta, p.vth, dev.win,
-                     dev.w_rest, g_off, dg, rnl, dev.v_clamp], float)
+                     dev.w_rest, p.g_off, p.g_on - p.g_off, p.read_nl, dev.v_clamp], float)
 
 
 _DRIVE_CACHE: dict = {}
 
 
-def drive_tables(dev, Hlev, Hramp, rule, rnl: float, noise: bool, key=None):
+def drive_tables(dev, Hlev, Hramp, rule, noise: bool, key: tuple):
     """The drive of a segment holding one full level or one full edge and nothing else
     (most segments of a stream), per (level, row): ``(Ftop (L, R, 2N), Utop (L, R, N),
     Fr (L, R, 2, 2N, SQ), Mr (L, R, 2, 2, N))`` = f x rate at the level and at the edge's
@@ -67,13 +64,12 @@ def drive_tables(dev, Hlev, Hramp, rule, rnl: float, noise: bool, key=None):
     if noise:
         return False, np.zeros((0, 0, 0)), np.zeros((0, 0, 0)), np.zeros((0, 0, 0, 0, 0)), \
             np.zeros((0, 0, 0, 0, 0))
-    if key is not None:
-        key = key + (rnl, dev.v_clamp, dev.p, dev.r_tia.tobytes(), dev.offset.tobytes(),
-                     None if dev.rate is None else dev.rate.tobytes(), rule[0].tobytes())
-        hit = _DRIVE_CACHE.get(key)
-        if hit is not None:
-            return hit
-    x, wS = rule[0], rule[6]
+    key = key + (dev.v_clamp, dev.p, dev.r_tia.tobytes(), dev.offset.tobytes(),
+                 None if dev.rate is None else dev.rate.tobytes(), rule[0].tobytes())
+    hit = _DRIVE_CACHE.get(key)
+    if hit is not None:
+        return hit
+    x, wS, rnl = rule[0], rule[6], dev.p.read_nl
     V = dev.drive(np.moveaxis(Hlev, 2, 0))                      # (N, L, R)
     Ftop = np.ascontiguousarray(np.moveaxis(dev.f_pm(V), 0, 2))
     Utop = np.ascontiguousarray(np.moveaxis(u_of(V, rnl), 0, 2))
@@ -83,10 +79,9 @@ def drive_tables(dev, Hlev, Hramp, rule, rnl: float, noise: bool, key=None):
     Mr = np.stack([uw.sum(axis=-1), (uw * x).sum(axis=-1)])    # (2, N, L, R, 2)
     Mr = np.ascontiguousarray(Mr.transpose(2, 3, 4, 0, 1))
     out = True, Ftop, Utop, Fr, Mr
-    if key is not None:
-        if len(_DRIVE_CACHE) > 64:
-            _DRIVE_CACHE.clear()
-        _DRIVE_CACHE[key] = out
+    if len(_DRIVE_CACHE) > 64:
+        _DRIVE_CACHE.clear()
+    _DRIVE_CACHE[key] = out
     return out
 
 
